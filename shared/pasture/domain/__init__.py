@@ -1,0 +1,1 @@
+"""Entities and value objects. Imports nothing from the rest of Pasture."""

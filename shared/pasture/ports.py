@@ -1,0 +1,307 @@
+"""The small, mandatory interfaces between services and the outside world.
+
+Every port takes and returns domain values. Adapters are named `<Backend><Port>` and live in
+`adapters/`; each port has one contract suite in `tests/contract/` that every adapter must pass.
+Shared behaviour (the hybrid fusion of SearchIndex) sits in a base method over abstract `_...`
+primitives, so no adapter can get it subtly different.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, BinaryIO
+
+from pasture.domain.search import (
+    IndexedChunk,
+    RetrievalMode,
+    Scalar,
+    SearchHit,
+    SearchQuery,
+    Vector,
+    fuse,
+)
+
+# --------------------------------------------------------------------------- BlobStore
+
+
+class BlobStore(ABC):
+    """Opaque bytes by key. Keys are `/`-separated paths chosen by services."""
+
+    @abstractmethod
+    def put(self, key: str, stream: BinaryIO) -> int:
+        """Store everything readable from `stream` under `key` (replacing); returns the size.
+
+        Streams: never holds the whole object in memory. Atomic: a reader sees the old
+        object or the new one, never a partial write.
+        """
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable binary stream of the object; raises NotFound."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove one object; False when there was none."""
+
+    @abstractmethod
+    def delete_prefix(self, prefix: str) -> int:
+        """Remove every object whose key starts with `prefix`; returns how many."""
+
+
+# --------------------------------------------------------------------------- Records
+
+
+@dataclass(frozen=True)
+class Record:
+    """One item of a single-table store, DynamoDB style: partition key, sort key, attributes.
+
+    `expires_at` (epoch seconds) makes the item invisible once past, like DynamoDB TTL
+    (which deletes lazily, so readers must filter too).
+    """
+
+    pk: str
+    sk: str
+    data: Mapping[str, Any]
+    expires_at: float | None = None
+
+
+class Records(ABC):
+    """Access patterns only DynamoDB can serve cheaply: get by key, query one partition by
+    sort-key prefix, conditional put for uniqueness, TTL. No scans."""
+
+    @abstractmethod
+    def get(self, pk: str, sk: str) -> Record | None: ...
+
+    @abstractmethod
+    def put(self, record: Record, *, if_absent: bool) -> None:
+        """Write the item. With `if_absent`, raise Conflict when a live item has this key."""
+
+    @abstractmethod
+    def query(self, pk: str, sk_prefix: str, *, limit: int | None) -> list[Record]:
+        """Live items of partition `pk` whose sort key starts with `sk_prefix`, by sort key."""
+
+    @abstractmethod
+    def delete(self, pk: str, sk: str) -> bool:
+        """Remove the item; False when there was none."""
+
+
+# --------------------------------------------------------------------------- SearchIndex
+
+
+class SearchIndex(ABC):
+    """Chunks with text, vector and metadata; hybrid queries scoped to tenant and datasets.
+
+    `query` is shared: candidates come from each side, every candidate gets both component
+    scores (so each hit reports its real keyword and vector score), then `fuse` ranks them.
+    """
+
+    @abstractmethod
+    def upsert(self, chunks: Sequence[IndexedChunk]) -> None:
+        """Insert or replace chunks by `chunk_id` (deterministic ids make re-runs idempotent)."""
+
+    @abstractmethod
+    def delete_document(self, tenant: str, dataset_id: str, document_id: str) -> int: ...
+
+    @abstractmethod
+    def delete_dataset(self, tenant: str, dataset_id: str) -> int: ...
+
+    @abstractmethod
+    def count(self, tenant: str, dataset_id: str) -> int: ...
+
+    # Primitives for `query`. All of them apply tenant, dataset, document and metadata filters.
+    @abstractmethod
+    def _keyword_candidates(self, q: SearchQuery, k: int) -> dict[str, float]:
+        """Up to k best chunk ids by BM25, as positive raw BM25 scores (higher is better)."""
+
+    @abstractmethod
+    def _vector_candidates(self, q: SearchQuery, k: int) -> dict[str, float]:
+        """Up to k nearest chunk ids by cosine similarity to `q.vector`."""
+
+    @abstractmethod
+    def _keyword_scores(self, q: SearchQuery, chunk_ids: Iterable[str]) -> dict[str, float]:
+        """Raw BM25 of the given chunks for `q.text` (0.0 where no query term occurs)."""
+
+    @abstractmethod
+    def _vector_scores(self, q: SearchQuery, chunk_ids: Iterable[str]) -> dict[str, float]:
+        """Exact cosine similarity of the given chunks to `q.vector`."""
+
+    @abstractmethod
+    def _load(self, chunk_ids: Iterable[str]) -> dict[str, IndexedChunk]:
+        """The stored chunks (vector may be empty: callers only read ids, text and metadata)."""
+
+    def query(self, q: SearchQuery) -> list[SearchHit]:
+        if not q.dataset_ids or q.top_k <= 0:
+            return []
+        use_vec = q.vector is not None
+        use_kw = bool(q.text.strip())
+        kw = self._keyword_candidates(q, q.candidates) if use_kw and q.mode != RetrievalMode.VECTOR else {}
+        vec = self._vector_candidates(q, q.candidates) if use_vec and q.mode != RetrievalMode.KEYWORD else {}
+        ids = set(kw) | set(vec)
+        if not ids:
+            return []
+        if use_kw and ids - kw.keys():
+            kw.update(self._keyword_scores(q, ids - kw.keys()))
+        if use_vec and ids - vec.keys():
+            vec.update(self._vector_scores(q, ids - vec.keys()))
+        best_bm25 = max(kw.values(), default=0.0)
+        weight = {
+            RetrievalMode.VECTOR: 1.0,
+            RetrievalMode.KEYWORD: 0.0,
+            RetrievalMode.HYBRID: q.vector_weight,
+        }[q.mode]
+        if not use_vec:
+            weight = 0.0
+        elif not use_kw:
+            weight = 1.0
+        scored: list[tuple[float, float, float, str]] = []
+        for cid in ids:
+            k_score = kw.get(cid, 0.0) / best_bm25 if best_bm25 > 0 else 0.0
+            v_score = max(0.0, vec.get(cid, 0.0))
+            score = fuse(v_score, k_score, weight)
+            if score >= q.min_score:
+                scored.append((score, k_score, v_score, cid))
+        scored.sort(key=lambda t: (-t[0], t[3]))
+        top = scored[: q.top_k]
+        stored = self._load(cid for *_, cid in top)
+        hits = []
+        for score, k_score, v_score, cid in top:
+            c = stored.get(cid)
+            if c is None:  # deleted between candidate search and load
+                continue
+            hits.append(
+                SearchHit(
+                    chunk_id=cid,
+                    dataset_id=c.dataset_id,
+                    document_id=c.document_id,
+                    text=c.text,
+                    metadata=dict(c.metadata),
+                    score=score,
+                    keyword_score=k_score,
+                    vector_score=v_score,
+                )
+            )
+        return hits
+
+
+# --------------------------------------------------------------------------- Workflow
+
+
+class RunState(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        return self in (RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: a `kind` (which item handler), its items (e.g. document keys) and a payload.
+
+    `run_id` is the idempotency key: starting the same id twice returns the first run.
+    """
+
+    run_id: str
+    kind: str
+    tenant: str
+    items: tuple[str, ...]
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What an item handler reports for one item: `ok` False means the item failed (the run
+    goes on with the others); `result` is JSON-serialisable detail."""
+
+    ok: bool
+    result: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    run_id: str
+    kind: str
+    tenant: str
+    state: RunState
+    total: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    results: Mapping[str, Mapping[str, Any]]
+    payload: Mapping[str, Any]
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def finished_items(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+# A handler processes one item of a run. `cancelled()` turns True once the run is cancelled,
+# so long items can stop early (they then return ok=False with a "cancelled" result).
+ItemHandler = Callable[[RunSpec, str, Callable[[], bool]], ItemOutcome]
+
+
+class Workflow(ABC):
+    """Durable runs of item handlers: started idempotently, observable, cancellable."""
+
+    @abstractmethod
+    def start(self, spec: RunSpec) -> RunStatus: ...
+
+    @abstractmethod
+    def status(self, run_id: str) -> RunStatus:
+        """Raises NotFound for an unknown run."""
+
+    @abstractmethod
+    def cancel(self, run_id: str) -> RunStatus:
+        """Stop the run: items not started end cancelled. Finished runs are left as they are."""
+
+
+# --------------------------------------------------------------------------- Models
+
+
+class Tokenizer(ABC):
+    """The embedder's tokenizer, so chunk sizes are counted in the tokens the model sees."""
+
+    @abstractmethod
+    def spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character (start, end) of each token of each text, special tokens excluded."""
+
+
+class Embedder(ABC):
+    """Text -> L2-normalised float32 vectors, in batches."""
+
+    name: str
+    dimension: int
+
+    @abstractmethod
+    def embed(self, texts: Sequence[str]) -> Vector:
+        """Shape (len(texts), dimension); row i is the embedding of texts[i]."""
+
+
+__all__ = [
+    "BlobStore",
+    "Embedder",
+    "ItemHandler",
+    "ItemOutcome",
+    "Record",
+    "Records",
+    "RunSpec",
+    "RunState",
+    "RunStatus",
+    "Scalar",
+    "SearchIndex",
+    "Tokenizer",
+    "Workflow",
+]
