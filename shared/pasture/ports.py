@@ -140,8 +140,16 @@ class SearchIndex(ABC):
             return []
         use_vec = q.vector is not None
         use_kw = bool(q.text.strip())
-        kw = self._keyword_candidates(q, q.candidates) if use_kw and q.mode != RetrievalMode.VECTOR else {}
-        vec = self._vector_candidates(q, q.candidates) if use_vec and q.mode != RetrievalMode.KEYWORD else {}
+        kw = (
+            self._keyword_candidates(q, q.candidates)
+            if use_kw and q.mode != RetrievalMode.VECTOR
+            else {}
+        )
+        vec = (
+            self._vector_candidates(q, q.candidates)
+            if use_vec and q.mode != RetrievalMode.KEYWORD
+            else {}
+        )
         ids = set(kw) | set(vec)
         if not ids:
             return []
@@ -248,9 +256,11 @@ class RunStatus:
         return self.succeeded + self.failed + self.cancelled
 
 
-# A handler processes one item of a run. `cancelled()` turns True once the run is cancelled,
-# so long items can stop early (they then return ok=False with a "cancelled" result).
-ItemHandler = Callable[[RunSpec, str, Callable[[], bool]], ItemOutcome]
+# A handler processes a batch of a run's items (the workflow decides the batch size, so small
+# documents can be embedded together) and reports an outcome for each. `cancelled()` turns True
+# once the run is cancelled, so long batches can stop early (items not done report ok=False
+# with result {"cancelled": True}).
+ItemHandler = Callable[[RunSpec, Sequence[str], Callable[[], bool]], Mapping[str, ItemOutcome]]
 
 
 class Workflow(ABC):

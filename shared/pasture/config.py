@@ -1,0 +1,107 @@
+"""Settings: one pydantic-settings class, env prefix PASTURE_, read once per process."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "test", "xxx"}
+
+
+def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
+    """Keys as `{"consumer": "secret"}`: accepts that JSON, LlamaChat's
+    `{"Consumer": {"ApiKeys": {...}}}` shape, or `name:secret,name2:secret2`."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, dict):
+        data: object = raw
+    else:
+        text = raw.strip()
+        if text.startswith("{"):
+            data = json.loads(text)
+        else:
+            data = {}
+            for part in text.split(","):
+                name, sep, secret = part.strip().partition(":")
+                if not sep or not name.strip() or not secret.strip():
+                    raise ValueError("API keys must look like name:secret[,name2:secret2]")
+                data[name.strip()] = secret.strip()  # type: ignore[index]
+    if isinstance(data, dict) and "Consumer" in data:
+        data = (data.get("Consumer") or {}).get("ApiKeys") or {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise ValueError("API keys must map consumer names to secret strings")
+    return dict(data)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PASTURE_", extra="ignore")
+
+    backend: Literal["local", "aws"] = "local"
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".pasture")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: str = "info"
+
+    # Tenancy. No key at all => open single-tenant mode, loopback only.
+    api_keys: str = ""
+    api_keys_file: Path | None = None
+    open_tenant: str = "local"
+
+    # Uploads and ingestion.
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    ingest_workers: int = Field(default=1, ge=1, le=16)
+    ingest_batch_items: int = Field(default=16, ge=1, le=1000)
+    embed_batch_size: int = Field(default=32, ge=1, le=1024)
+    embed_threads: int | None = Field(default=None, ge=1)
+    default_chunk_size: int = Field(default=200, ge=16)
+    default_chunk_overlap: int = Field(default=20, ge=0)
+
+    # Retrieval.
+    hybrid_vector_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    retrieval_candidates: int = Field(default=100, ge=1, le=10000)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser()
+
+    @field_validator("api_keys", mode="after")
+    @classmethod
+    def _keys_parse(cls, v: str) -> str:
+        parse_api_keys(v)  # fail fast on a malformed value
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.default_chunk_overlap >= self.default_chunk_size:
+            raise ValueError("default_chunk_overlap must be smaller than default_chunk_size")
+        if self.backend != "local":
+            weak = [n for n, s in self.consumer_keys().items() if s.lower() in _PLACEHOLDER_SECRETS]
+            if weak:
+                raise ValueError(
+                    f"placeholder API key secrets are refused outside local mode: {weak}"
+                )
+        return self
+
+    def consumer_keys(self) -> dict[str, str]:
+        """All configured consumer keys (settings string, then the secrets file)."""
+        keys = parse_api_keys(self.api_keys)
+        if self.api_keys_file is not None:
+            keys.update(parse_api_keys(self.api_keys_file.expanduser().read_text("utf-8")))
+        return keys
+
+    @property
+    def open_mode(self) -> bool:
+        return not self.consumer_keys()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
