@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     ingest_batch_items: int = Field(default=16, ge=1, le=1000)
     embed_batch_size: int = Field(default=32, ge=1, le=1024)
     embed_threads: int | None = Field(default=None, ge=1)
+    # Where the ONNX graph built from the packaged weights is cached (default: <data_dir>/models).
+    model_cache_dir: Path | None = None
     default_chunk_size: int = Field(default=200, ge=16)
     default_chunk_overlap: int = Field(default=20, ge=0)
 

@@ -51,11 +51,22 @@ class FileBlobStore(BlobStore):
         return self._path(key).is_file()
 
     def delete(self, key: str) -> bool:
+        path = self._path(key)
         try:
-            self._path(key).unlink()
+            path.unlink()
         except FileNotFoundError:
             return False
+        self._prune(path.parent)
         return True
+
+    def _prune(self, directory: Path) -> None:
+        """Remove directories left empty, up to (not including) the root."""
+        while directory != self._root and self._root in directory.parents:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty, or already gone
+                return
+            directory = directory.parent
 
     def delete_prefix(self, prefix: str) -> int:
         # Keys under a prefix live under the prefix's directory; match the rest by name.
@@ -73,4 +84,5 @@ class FileBlobStore(BlobStore):
             else:
                 entry.unlink(missing_ok=True)
                 count += 1
+        self._prune(base)
         return count

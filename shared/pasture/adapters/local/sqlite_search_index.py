@@ -30,6 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# onnxruntime must be loaded before usearch: with usearch's native module loaded first, a later
+# `import onnxruntime` segfaults the process (usearch 2.26.6 + onnxruntime 1.31.1). Every process
+# that has this index also embeds, so loading it here costs nothing extra.
+import onnxruntime  # noqa: F401, I001
 from usearch.index import Index
 
 from pasture.domain.errors import Conflict
@@ -539,30 +544,44 @@ class SqliteSearchIndex(SearchIndex):
         out = dict.fromkeys(rowids.values(), 0.0)
         if expr is None or not rowids:
             return out
+        # One pass over the matches; `+rowid` stops SQLite from handing the IN list to FTS5,
+        # which would re-run the whole MATCH once per rowid (~0.3 ms each). bm25 (rank) is
+        # only computed for the rows that pass the IN test.
         conn = self._reader()
         for batch in _batches(list(rowids)):
             for rid, score in conn.execute(
-                "SELECT chunks_fts.rowid, -chunks_fts.rank FROM json_each(?) j"
-                " CROSS JOIN chunks_fts ON chunks_fts.rowid = j.value WHERE chunks_fts MATCH ?",
-                (json.dumps(list(batch)), expr),
+                "SELECT rowid, -rank FROM chunks_fts"
+                " WHERE chunks_fts MATCH ? AND +rowid IN (SELECT value FROM json_each(?))",
+                (expr, json.dumps(list(batch))),
             ):
                 out[rowids[rid]] = float(score)
         return out
 
     def _resolve(self, q: SearchQuery, chunk_ids: Iterable[str]) -> dict[int, str]:
         """Row id -> chunk id of those chunks that lie within the query's scope."""
-        ids = list(dict.fromkeys(chunk_ids))
-        where, params = _scope(q, q.dataset_ids)
-        out: dict[int, str] = {}
+        rows = self._scoped_rows(q, q.dataset_ids, "chunk_id", chunk_ids, "c.id, c.chunk_id")
+        return dict(rows)
+
+    def _scoped_rows(
+        self,
+        q: SearchQuery,
+        datasets: Sequence[str],
+        key: str,
+        keys: Iterable[str | int],
+        columns: str,
+    ) -> list[Any]:
+        """`columns` of the rows whose `key` column (chunk_id or id) is in `keys` and which lie
+        in the query's scope. Driven from the key list (CROSS JOIN): left to itself the planner
+        prefers the (tenant, dataset) index and scans the whole partition."""
+        where, params = _scope(q, datasets)
         conn = self._reader()
-        for batch in _batches(ids):
-            out.update(
-                conn.execute(
-                    "SELECT c.id, c.chunk_id FROM chunks c"
-                    f" WHERE c.chunk_id IN (SELECT value FROM json_each(?)) AND {where}",
-                    [json.dumps(list(batch)), *params],
-                ).fetchall()
-            )
+        out: list[Any] = []
+        for batch in _batches(list(dict.fromkeys(keys))):
+            out += conn.execute(
+                f"SELECT {columns} FROM json_each(?) j CROSS JOIN chunks c ON c.{key} = j.value"
+                f" WHERE {where}",
+                [json.dumps(list(batch)), *params],
+            ).fetchall()
         return out
 
     def _query_vector(self, q: SearchQuery) -> np.ndarray | None:
@@ -595,16 +614,7 @@ class SqliteSearchIndex(SearchIndex):
                     for key, d in zip(matches.keys, matches.distances, strict=True)
                 }
                 # Back through SQLite: applies the filters exactly and drops stale keys.
-                where, params = _scope(q, (ds,))
-                rows = (
-                    self._reader()
-                    .execute(
-                        "SELECT c.id, c.chunk_id FROM chunks c"
-                        f" WHERE c.id IN (SELECT value FROM json_each(?)) AND {where}",
-                        [json.dumps(list(sims)), *params],
-                    )
-                    .fetchall()
-                )
+                rows = self._scoped_rows(q, (ds,), "id", sims, "c.id, c.chunk_id")
                 found = {cid: sims[rid] for rid, cid in rows}
             if len(found) < k and (filtered or len(found) < size):
                 # The filter keeps few of the neighbours (or the graph came up short): exact
@@ -638,20 +648,12 @@ class SqliteSearchIndex(SearchIndex):
         ids = list(dict.fromkeys(chunk_ids))
         if qv is None or not ids:
             return {}
-        where, params = _scope(q, q.dataset_ids)
-        out: dict[str, float] = {}
-        conn = self._reader()
-        for batch in _batches(ids):
-            rows = conn.execute(
-                "SELECT c.chunk_id, c.vector FROM chunks c"
-                f" WHERE c.chunk_id IN (SELECT value FROM json_each(?)) AND {where}",
-                [json.dumps(list(batch)), *params],
-            ).fetchall()
-            if rows:
-                matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-                sims = _cosine(matrix.reshape(len(rows), self.dimension), qv)
-                out.update((r[0], float(s)) for r, s in zip(rows, sims, strict=True))
-        return out
+        rows = self._scoped_rows(q, q.dataset_ids, "chunk_id", ids, "c.chunk_id, c.vector")
+        if not rows:
+            return {}
+        matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+        sims = _cosine(matrix.reshape(len(rows), self.dimension), qv)
+        return {r[0]: float(s) for r, s in zip(rows, sims, strict=True)}
 
     def _load(self, chunk_ids: Iterable[str]) -> dict[str, IndexedChunk]:
         # The port gives no query here; ids were scoped when they became candidates.
@@ -661,8 +663,8 @@ class SqliteSearchIndex(SearchIndex):
         empty: Vector = np.empty(0, dtype=np.float32)
         for batch in _batches(ids):
             for cid, tenant, ds, doc, text, meta in conn.execute(
-                "SELECT chunk_id, tenant, dataset_id, document_id, text, metadata FROM chunks"
-                " WHERE chunk_id IN (SELECT value FROM json_each(?))",
+                "SELECT c.chunk_id, c.tenant, c.dataset_id, c.document_id, c.text, c.metadata"
+                " FROM json_each(?) j CROSS JOIN chunks c ON c.chunk_id = j.value",
                 (json.dumps(list(batch)),),
             ):
                 metadata: Mapping[str, Scalar] = json.loads(meta)
