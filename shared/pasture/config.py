@@ -25,12 +25,13 @@ def parse_api_keys(raw: str | dict[str, str] | None) -> dict[str, str]:
         if text.startswith("{"):
             data = json.loads(text)
         else:
-            data = {}
+            pairs: dict[str, str] = {}
             for part in text.split(","):
                 name, sep, secret = part.strip().partition(":")
                 if not sep or not name.strip() or not secret.strip():
                     raise ValueError("API keys must look like name:secret[,name2:secret2]")
-                data[name.strip()] = secret.strip()  # type: ignore[index]
+                pairs[name.strip()] = secret.strip()
+            data = pairs
     if isinstance(data, dict) and "Consumer" in data:
         data = (data.get("Consumer") or {}).get("ApiKeys") or {}
     if not isinstance(data, dict) or not all(

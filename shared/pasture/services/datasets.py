@@ -119,7 +119,7 @@ class DatasetService:
             d["created_at"],
         )
 
-    def list(self, tenant: str, namespace: str, project: str) -> list[Dataset]:
+    def list_datasets(self, tenant: str, namespace: str, project: str) -> list[Dataset]:
         self._projects.get(tenant, namespace, project)
         out = []
         for r in self._records.query(
@@ -133,8 +133,8 @@ class DatasetService:
     def get(self, tenant: str, namespace: str, project: str, name: str) -> Dataset:
         self._projects.get(tenant, namespace, project)
         ref = self._records.get(keys.dataset_names(tenant, namespace, project), name)
-        rec = ref and self._records.get(keys.datasets(tenant), ref.data["dataset_id"])
-        if not rec:
+        rec = self._records.get(keys.datasets(tenant), ref.data["dataset_id"]) if ref else None
+        if rec is None:
             raise NotFound(f"Dataset {name} not found in project {namespace}/{project}")
         return self._to_dataset(tenant, dict(rec.data))
 
@@ -166,8 +166,9 @@ class DatasetService:
                 f"database {database!r} not found in project (available: {', '.join(databases)})"
             )
         now = time.time()
-        data = {
-            "id": uuid.uuid4().hex,
+        dataset_id = uuid.uuid4().hex
+        data: dict[str, Any] = {
+            "id": dataset_id,
             "name": name,
             "namespace": namespace,
             "project": project,
@@ -177,14 +178,14 @@ class DatasetService:
         }
         # The dataset first, then its unique name: a crash in between leaves an unreachable
         # record, never a name pointing nowhere.
-        self._records.put(Record(keys.datasets(tenant), data["id"], data), if_absent=True)
+        self._records.put(Record(keys.datasets(tenant), dataset_id, data), if_absent=True)
         try:
             self._records.put(
                 Record(
                     keys.dataset_names(tenant, namespace, project),
                     name,
                     {
-                        "dataset_id": data["id"],
+                        "dataset_id": dataset_id,
                         "database": database,
                         "data_processing_strategy": strategy,
                     },
@@ -192,7 +193,7 @@ class DatasetService:
                 if_absent=True,
             )
         except Conflict:
-            self._records.delete(keys.datasets(tenant), data["id"])
+            self._records.delete(keys.datasets(tenant), dataset_id)
             raise Conflict(
                 f"Dataset {name} already exists in project {namespace}/{project}"
             ) from None
@@ -219,7 +220,7 @@ class DatasetService:
     def delete_project(self, tenant: str, namespace: str, project: str) -> Project:
         """Really deletes: datasets, files, chunks, tasks, then the project itself."""
         proj = self._projects.get(tenant, namespace, project)
-        for ds in self.list(tenant, namespace, project):
+        for ds in self.list_datasets(tenant, namespace, project):
             self._purge(ds, self.documents(tenant, ds.id))
         for t in self._records.query(keys.tasks(tenant, namespace, project), "", limit=None):
             self._records.delete(t.pk, t.sk)

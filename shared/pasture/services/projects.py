@@ -63,7 +63,7 @@ class ProjectService:
             d["updated_at"],
         )
 
-    def list(self, tenant: str, namespace: str) -> list[Project]:
+    def list_projects(self, tenant: str, namespace: str) -> list[Project]:
         check_name("namespace", namespace)
         return [
             self._to_project(tenant, r)

@@ -128,7 +128,7 @@ class RetrievalService:
         if database not in cfg.database_names():
             raise NotFound(f"Database {database} not found in project {namespace}/{project}")
         dataset_ids = tuple(
-            d.id for d in self._datasets.list(tenant, namespace, project) if d.database == database
+            d.id for d in self._datasets.list_datasets(tenant, namespace, project) if d.database == database
         )
         vector = None if mode == RetrievalMode.KEYWORD else self._embedder.embed([req.query])[0]
         hits = self._index.query(
@@ -161,7 +161,7 @@ class RetrievalService:
                 f"Database {database or '(default)'} not found in project {namespace}/{project}"
             )
         dataset_ids = [
-            d.id for d in self._datasets.list(tenant, namespace, project) if d.database == db
+            d.id for d in self._datasets.list_datasets(tenant, namespace, project) if d.database == db
         ]
         comps = [
             _probe(
@@ -179,7 +179,8 @@ class RetrievalService:
 
 
 def _within_tokens(hits: list[SearchHit], budget: int) -> list[SearchHit]:
-    out, used = [], 0
+    out: list[SearchHit] = []
+    used = 0
     for h in hits:
         n = int(h.metadata.get("token_count", 0) or 0)
         if out and used + n > budget:

@@ -56,8 +56,8 @@ class OnnxEmbedder(Embedder):
         from pasture.adapters.local.minilm_onnx import GRAPH_VERSION
 
         st = (self.model_dir / "model.safetensors").stat()
-        # Size + mtime rather than a content hash: hashing 90 MB would cost a cold start
-        # ~100 ms for nothing; a replaced model file changes at least one of the two.
+        # Size + mtime rather than a content hash: hashing 90 MB would add a few hundred ms to
+        # every cold start (Lambda); a replaced or reinstalled model file changes the mtime.
         key = f"{st.st_size}:{st.st_mtime_ns}:{GRAPH_VERSION}".encode()
         return self.cache_dir / f"all-MiniLM-L6-v2-{hashlib.sha256(key).hexdigest()[:12]}.onnx"
 

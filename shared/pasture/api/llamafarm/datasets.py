@@ -62,7 +62,7 @@ def list_datasets(
 ) -> DatasetList:
     out = [
         _public(ds, c.datasets.documents(tenant, ds.id), include_extra_details)
-        for ds in c.datasets.list(tenant, namespace, project)
+        for ds in c.datasets.list_datasets(tenant, namespace, project)
     ]
     return DatasetList(total=len(out), datasets=out)
 

