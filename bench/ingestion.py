@@ -182,7 +182,12 @@ def run(args: argparse.Namespace, data_dir: Path, files: list[Path]) -> int:
         results: list[dict[str, Any]] = []
         breakdowns: list[dict[str, float]] = []
         calls: dict[str, int] = {}
+        started = time.perf_counter()
         for r in range(args.runs):
+            elapsed = time.perf_counter() - started
+            if r and elapsed + elapsed / r > args.max_seconds:
+                print(f"stopping after {r} runs: another would pass --max-seconds")
+                break
             name = f"run{r}"
             upload(c, tenant, name, files)
             ds_id = c.datasets.get(tenant, ns, project, name).id
@@ -302,6 +307,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=1000, help="first N SciFact docs (default 1000)")
     ap.add_argument("--runs", type=int, default=3, help="timed runs, medians reported")
+    ap.add_argument(
+        "--max-seconds",
+        type=float,
+        default=420,
+        help="start no further run once the timed runs would pass this (default 420)",
+    )
     ap.add_argument("--data-dir", type=Path, help="data dir to use (default: a temp dir)")
     ap.add_argument("--profile", action="store_true", help="cProfile the worker thread")
     ap.add_argument("--profile-top", type=int, default=25)

@@ -6,11 +6,10 @@ import os
 import secrets
 from pathlib import Path
 
-import pytest
-
 # Load onnxruntime before anything can load usearch: the reverse order crashes the process
 # (native library clash between usearch 2.26 and onnxruntime 1.31). The adapter does the same.
 import onnxruntime  # noqa: F401
+import pytest
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -103,14 +103,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with data_dir_lock(s.data_dir, "pasture ingest"):
         c = build_container(s)
         try:
-            try:
+            with suppress(Conflict):
                 c.projects.create(tenant, ns, project, "rag")
-            except Conflict:
-                pass
-            try:
+            with suppress(Conflict):
                 c.datasets.create(tenant, ns, project, args.dataset, None, None)
-            except Conflict:
-                pass
             for f in files:
                 with f.open("rb") as fh:
                     c.datasets.upload(tenant, ns, project, args.dataset, f.name, fh)

@@ -13,7 +13,9 @@ from pasture.config import Settings
 from tests.helpers.llamafarm import LF
 
 
-def keyed_settings(data_dir: Path, model_cache: Path, keys: dict[str, str], **kw: object) -> Settings:
+def keyed_settings(
+    data_dir: Path, model_cache: Path, keys: dict[str, str], **kw: object
+) -> Settings:
     return Settings(
         data_dir=data_dir,
         model_cache_dir=model_cache,
@@ -23,7 +25,9 @@ def keyed_settings(data_dir: Path, model_cache: Path, keys: dict[str, str], **kw
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory, model_cache: Path, api_keys: dict[str, str]) -> Iterator[TestClient]:
+def client(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: Path, api_keys: dict[str, str]
+) -> Iterator[TestClient]:
     s = keyed_settings(tmp_path_factory.mktemp("data"), model_cache, api_keys)
     with TestClient(create_app(settings=s), raise_server_exceptions=False) as c:
         yield c

@@ -46,7 +46,12 @@ def test_create_failures(alice: LF) -> None:
     assert r.status_code == 400 and "invalid project name" in r.json()["detail"]
     r = alice.req("POST", f"/v1/projects/{ns}", json={})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"]
-    r = alice.req("POST", f"/v1/projects/{ns}", content=b"{not json", headers={"Content-Type": "application/json"})
+    r = alice.req(
+        "POST",
+        f"/v1/projects/{ns}",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 422
 
 

@@ -33,15 +33,29 @@ def test_query_finds_the_right_document(alice: LF, corpus: tuple[str, str]) -> N
     assert body["total_results"] == len(body["results"]) == 2
     top = body["results"][0]
     assert top["metadata"]["filename"] == "space.md" and "Phobos" in top["content"]
-    assert set(top) >= {"content", "score", "metadata", "chunk_id", "document_id", "keyword_score", "vector_score"}
-    assert top["score"] == pytest.approx(0.5 * top["vector_score"] + 0.5 * top["keyword_score"], abs=1e-5)
+    assert set(top) >= {
+        "content",
+        "score",
+        "metadata",
+        "chunk_id",
+        "document_id",
+        "keyword_score",
+        "vector_score",
+    }
+    assert top["score"] == pytest.approx(
+        0.5 * top["vector_score"] + 0.5 * top["keyword_score"], abs=1e-5
+    )
     assert body["processing_time_ms"] > 0
 
 
 @pytest.mark.parametrize("strategy", ["vector", "keyword", "hybrid", "bm25", "semantic"])
-def test_each_strategy_ranks_the_right_document_first(alice: LF, corpus: tuple[str, str], strategy: str) -> None:
+def test_each_strategy_ranks_the_right_document_first(
+    alice: LF, corpus: tuple[str, str], strategy: str
+) -> None:
     ns, p = corpus
-    body = alice.query(ns, p, query="coral reefs in the Pacific ocean", retrieval_strategy=strategy).json()
+    body = alice.query(
+        ns, p, query="coral reefs in the Pacific ocean", retrieval_strategy=strategy
+    ).json()
     assert body["results"][0]["metadata"]["filename"] == "ocean.txt"
 
 
@@ -49,13 +63,19 @@ def test_threshold_alpha_filters_and_max_tokens(alice: LF, corpus: tuple[str, st
     ns, p = corpus
     all_hits = alice.query(ns, p, query="magma lava volcano", top_k=10).json()["results"]
     assert len(all_hits) == 3
-    high = alice.query(ns, p, query="magma lava volcano", top_k=10, score_threshold=all_hits[0]["score"] - 1e-6).json()
+    high = alice.query(
+        ns, p, query="magma lava volcano", top_k=10, score_threshold=all_hits[0]["score"] - 1e-6
+    ).json()
     assert [h["chunk_id"] for h in high["results"]] == [all_hits[0]["chunk_id"]]
     vec_only = alice.query(ns, p, query="magma lava volcano", hybrid_alpha=1.0).json()["results"][0]
     assert vec_only["score"] == pytest.approx(vec_only["vector_score"], abs=1e-5)
-    filtered = alice.query(ns, p, query="magma lava volcano", metadata_filters={"filename": "ocean.txt"}).json()
+    filtered = alice.query(
+        ns, p, query="magma lava volcano", metadata_filters={"filename": "ocean.txt"}
+    ).json()
     assert {h["metadata"]["filename"] for h in filtered["results"]} == {"ocean.txt"}
-    any_of = alice.query(ns, p, query="magma", metadata_filters={"filename": ["ocean.txt", "space.md"]}).json()
+    any_of = alice.query(
+        ns, p, query="magma", metadata_filters={"filename": ["ocean.txt", "space.md"]}
+    ).json()
     assert {h["metadata"]["filename"] for h in any_of["results"]} == {"ocean.txt", "space.md"}
     limited = alice.query(ns, p, query="magma lava volcano", top_k=10, max_tokens=1).json()
     assert len(limited["results"]) == 1  # the first hit always fits; nothing past the budget
@@ -75,7 +95,9 @@ def test_threshold_alpha_filters_and_max_tokens(alice: LF, corpus: tuple[str, st
         ({"metadata_filters": {"filename": []}}, "metadata_filters"),
     ],
 )
-def test_unsupported_options_are_reported(alice: LF, corpus: tuple[str, str], body: dict, needle: str) -> None:
+def test_unsupported_options_are_reported(
+    alice: LF, corpus: tuple[str, str], body: dict, needle: str
+) -> None:
     ns, p = corpus
     r = alice.query(ns, p, query="lava", **body)
     assert r.status_code == 400 and needle in r.json()["detail"]

@@ -31,7 +31,9 @@ def test_missing_and_wrong_keys_are_401(client: TestClient) -> None:
     assert r.status_code == 401
 
 
-def test_bearer_and_x_api_key_name_the_same_tenant(client: TestClient, api_keys: dict[str, str]) -> None:
+def test_bearer_and_x_api_key_name_the_same_tenant(
+    client: TestClient, api_keys: dict[str, str]
+) -> None:
     ns = uniq("ns")
     bearer = LF(client, {"Authorization": f"Bearer {api_keys['alice']}"})
     header = LF(client, {"X-Api-Key": api_keys["alice"]})

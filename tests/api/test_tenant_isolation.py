@@ -41,7 +41,9 @@ def id_routes() -> list[tuple[str, str]]:
     # The OpenAPI document lists every route of every group the app was built from.
     paths = create_app(GROUPS).openapi()["paths"]
     out = [(m.upper(), path) for path, ops in paths.items() if "{" in path for m in ops]
-    out.sort(key=lambda mp: (mp[1].count("/") * -1 if mp[0] == "DELETE" else 0, ORDER[mp[0]], mp[1]))
+    out.sort(
+        key=lambda mp: (mp[1].count("/") * -1 if mp[0] == "DELETE" else 0, ORDER[mp[0]], mp[1])
+    )
     return out
 
 
@@ -57,7 +59,13 @@ def owned(client: TestClient, api_keys: dict[str, str]) -> dict[str, str]:
     file_hash = a.upload(ns, project, dataset, "secret.txt", data).json()["hash"]
     task_id = a.process(ns, project, dataset, asynchronous=True).json()["task_id"]
     a.wait_task(ns, project, task_id)
-    return {"namespace": ns, "project": project, "dataset": dataset, "file_hash": file_hash, "task_id": task_id}
+    return {
+        "namespace": ns,
+        "project": project,
+        "dataset": dataset,
+        "file_hash": file_hash,
+        "task_id": task_id,
+    }
 
 
 def unknown_ids(owned: dict[str, str]) -> dict[str, str]:
@@ -70,7 +78,9 @@ def unknown_ids(owned: dict[str, str]) -> dict[str, str]:
     }
 
 
-def call(lf: LF, method: str, template: str, ids: dict[str, str], config: dict[str, Any]) -> tuple[int, Any]:
+def call(
+    lf: LF, method: str, template: str, ids: dict[str, str], config: dict[str, Any]
+) -> tuple[int, Any]:
     params = re.findall(r"{(\w+)}", template)
     missing = [p for p in params if p not in ids]
     assert not missing, f"add a value for {missing} of {method} {template} to the isolation fixture"
@@ -102,7 +112,9 @@ def test_other_tenant_gets_the_unknown_id_answer(
         pytest.fail(f"describe a valid body for {method} {template} in BODIES")
     alice = LF(client, {"X-Api-Key": api_keys["alice"]})
     bob = LF(client, {"X-Api-Key": api_keys["bob"]})
-    config = alice.req("GET", f"/v1/projects/{owned['namespace']}/{owned['project']}").json()["project"]["config"]
+    config = alice.req("GET", f"/v1/projects/{owned['namespace']}/{owned['project']}").json()[
+        "project"
+    ]["config"]
 
     b_on_a = call(bob, method, template, owned, config)
     b_on_unknown = call(bob, method, template, unknown_ids(owned), config)
@@ -110,22 +122,40 @@ def test_other_tenant_gets_the_unknown_id_answer(
     assert b_on_a == b_on_unknown
     assert b_on_a[0] == 404, f"{method} {template} answered {b_on_a} to another tenant"
     # And A's resource is untouched: A still sees its project and file.
-    files = alice.req("GET", f"/v1/projects/{owned['namespace']}/{owned['project']}/datasets").json()
+    files = alice.req(
+        "GET", f"/v1/projects/{owned['namespace']}/{owned['project']}/datasets"
+    ).json()
     assert owned["file_hash"] in files["datasets"][0]["files"]
 
 
-def test_listing_a_namespace_shows_only_own_projects(owned: dict[str, str], client: TestClient, api_keys: dict[str, str]) -> None:
+def test_listing_a_namespace_shows_only_own_projects(
+    owned: dict[str, str], client: TestClient, api_keys: dict[str, str]
+) -> None:
     bob = LF(client, {"X-Api-Key": api_keys["bob"]})
-    assert bob.req("GET", f"/v1/projects/{owned['namespace']}").json() == {"total": 0, "projects": []}
+    assert bob.req("GET", f"/v1/projects/{owned['namespace']}").json() == {
+        "total": 0,
+        "projects": [],
+    }
     # B may create the same names without touching A's.
     assert bob.create_project(owned["namespace"], owned["project"]).status_code == 200
     alice = LF(client, {"X-Api-Key": api_keys["alice"]})
-    assert alice.req("GET", f"/v1/projects/{owned['namespace']}/{owned['project']}/datasets").json()["total"] == 1
-    assert bob.query(owned["namespace"], owned["project"], query="treasure oak tree").json()["results"] == []
+    assert (
+        alice.req("GET", f"/v1/projects/{owned['namespace']}/{owned['project']}/datasets").json()[
+            "total"
+        ]
+        == 1
+    )
+    assert (
+        bob.query(owned["namespace"], owned["project"], query="treasure oak tree").json()["results"]
+        == []
+    )
 
 
 def test_every_id_route_is_covered() -> None:
     """The parametrisation really is the manifest's routes (not an empty or stale list)."""
     assert ("GET", "/v1/projects/{namespace}/{project}/tasks/{task_id}") in ROUTES
-    assert ("DELETE", "/v1/projects/{namespace}/{project}/datasets/{dataset}/data/{file_hash}") in ROUTES
+    assert (
+        "DELETE",
+        "/v1/projects/{namespace}/{project}/datasets/{dataset}/data/{file_hash}",
+    ) in ROUTES
     assert len(ROUTES) >= 15

@@ -66,7 +66,14 @@ def test_expired_items_are_invisible(records: Records) -> None:
 
 
 def test_query_is_one_partition_by_prefix_in_sort_order(records: Records) -> None:
-    for pk, sk in [("p", "b#2"), ("p", "a#1"), ("p", "b#1"), ("p", "c"), ("q", "b#0"), ("p#x", "b#9")]:
+    for pk, sk in [
+        ("p", "b#2"),
+        ("p", "a#1"),
+        ("p", "b#1"),
+        ("p", "c"),
+        ("q", "b#0"),
+        ("p#x", "b#9"),
+    ]:
         records.put(Record(pk, sk, {"k": sk}), if_absent=False)
     assert [r.sk for r in records.query("p", "b#", limit=None)] == ["b#1", "b#2"]
     assert [r.sk for r in records.query("p", "", limit=None)] == ["a#1", "b#1", "b#2", "c"]

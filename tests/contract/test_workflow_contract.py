@@ -22,7 +22,9 @@ def _thread_workflow(d: Path, handlers: Mapping[str, ItemHandler]) -> ThreadWork
     return wf
 
 
-WORKFLOWS: dict[str, Callable[[Path, Mapping[str, ItemHandler]], Workflow]] = {"threads": _thread_workflow}
+WORKFLOWS: dict[str, Callable[[Path, Mapping[str, ItemHandler]], Workflow]] = {
+    "threads": _thread_workflow
+}
 
 
 class Recorder:
@@ -33,7 +35,9 @@ class Recorder:
         self.delay = delay
         self.lock = threading.Lock()
 
-    def __call__(self, spec: RunSpec, items: Sequence[str], cancelled: Callable[[], bool]) -> Mapping[str, ItemOutcome]:
+    def __call__(
+        self, spec: RunSpec, items: Sequence[str], cancelled: Callable[[], bool]
+    ) -> Mapping[str, ItemOutcome]:
         with self.lock:
             self.batches.append(list(items))
         if "boom" in items:
@@ -44,12 +48,16 @@ class Recorder:
                 out[item] = ItemOutcome(False, {"cancelled": True})
                 continue
             time.sleep(self.delay)
-            out[item] = ItemOutcome(not item.startswith("bad"), {"item": item, "n": spec.payload.get("n")})
+            out[item] = ItemOutcome(
+                not item.startswith("bad"), {"item": item, "n": spec.payload.get("n")}
+            )
         return out
 
 
 @pytest.fixture(params=sorted(WORKFLOWS))
-def make(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[Recorder], Workflow]]:
+def make(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[Recorder], Workflow]]:
     made: list[Workflow] = []
 
     def factory(handler: Recorder) -> Workflow:

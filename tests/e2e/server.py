@@ -20,7 +20,9 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, data_dir: Path, model_cache: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, model_cache: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -40,7 +42,9 @@ class Server:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(f"{self.url}/health/liveness", timeout=1).status_code == 200:
                     return self

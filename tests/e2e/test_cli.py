@@ -17,20 +17,28 @@ EXE = str(Path(sys.executable).parent / "pasture")
 
 def run(args: list[str], data: Path, model_cache: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PASTURE_MODEL_CACHE_DIR": str(model_cache), "COLUMNS": "200"}
-    return subprocess.run([EXE, *args, "--data-dir", str(data)], capture_output=True, text=True, timeout=180, env=env)
+    return subprocess.run(
+        [EXE, *args, "--data-dir", str(data)], capture_output=True, text=True, timeout=180, env=env
+    )
 
 
 def test_ingest_then_query(tmp_path: Path, model_cache: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "otters.md").write_text("# Otters\n\nSea otters hold hands while sleeping so they do not drift apart.")
-    (docs / "bread.txt").write_text("Sourdough bread rises thanks to wild yeast and lactic acid bacteria.")
+    (docs / "otters.md").write_text(
+        "# Otters\n\nSea otters hold hands while sleeping so they do not drift apart."
+    )
+    (docs / "bread.txt").write_text(
+        "Sourdough bread rises thanks to wild yeast and lactic acid bacteria."
+    )
     (docs / "junk.exe").write_bytes(b"MZ\x00")
     data = tmp_path / "data"
 
     r = run(["ingest", "demo/notes", "kb", *map(str, sorted(docs.iterdir()))], data, model_cache)
     assert r.returncode == 1, r.stderr  # one file failed, and the exit code says so
-    assert "2 processed, 1 failed" in r.stdout and "FAIL junk.exe: unsupported file type" in r.stdout
+    assert (
+        "2 processed, 1 failed" in r.stdout and "FAIL junk.exe: unsupported file type" in r.stdout
+    )
 
     r = run(["query", "demo/notes", "why do sea otters hold hands?"], data, model_cache)
     assert r.returncode == 0, r.stderr

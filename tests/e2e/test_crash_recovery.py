@@ -15,7 +15,21 @@ from tests.helpers.llamafarm import LF
 
 pytestmark = pytest.mark.e2e
 
-WORDS = "river stone amber cedar falcon harbor lantern meadow orchard quarry saddle thistle willow".split()
+WORDS = [
+    "river",
+    "stone",
+    "amber",
+    "cedar",
+    "falcon",
+    "harbor",
+    "lantern",
+    "meadow",
+    "orchard",
+    "quarry",
+    "saddle",
+    "thistle",
+    "willow",
+]
 
 
 def document(i: int) -> bytes:
@@ -25,7 +39,9 @@ def document(i: int) -> bytes:
 
 
 def files_state(lf: LF) -> list[dict]:
-    return lf.req("GET", "/v1/projects/crash/test/datasets").json()["datasets"][0]["details"]["file_details"]
+    return lf.req("GET", "/v1/projects/crash/test/datasets").json()["datasets"][0]["details"][
+        "file_details"
+    ]
 
 
 def test_kill_mid_ingestion_then_restart(tmp_path: Path, model_cache: Path) -> None:
@@ -38,7 +54,10 @@ def test_kill_mid_ingestion_then_restart(tmp_path: Path, model_cache: Path) -> N
             lf.create_project("crash", "test")
             lf.create_dataset("crash", "test", "docs")
             for i in range(24):
-                assert lf.upload("crash", "test", "docs", f"doc{i}.txt", document(i)).status_code == 200
+                assert (
+                    lf.upload("crash", "test", "docs", f"doc{i}.txt", document(i)).status_code
+                    == 200
+                )
             lf.upload("crash", "test", "docs", "bad.exe", b"MZ")  # one that must end FAIL
             task_id = lf.process("crash", "test", "docs", asynchronous=True).json()["task_id"]
             deadline = time.time() + 120
@@ -69,7 +88,9 @@ def test_kill_mid_ingestion_then_restart(tmp_path: Path, model_cache: Path) -> N
             health = lf.req("GET", "/v1/projects/crash/test/rag/health").json()
             indexed = int(health["components"]["vector_store"]["message"].split()[0])
             assert indexed == chunks_in_records  # nothing duplicated, nothing lost
-            body = lf.query("crash", "test", query="topic-7", top_k=50, retrieval_strategy="keyword").json()
+            body = lf.query(
+                "crash", "test", query="topic-7", top_k=50, retrieval_strategy="keyword"
+            ).json()
             ids = [r["chunk_id"] for r in body["results"]]
             assert len(ids) == len(set(ids))
             assert body["results"][0]["metadata"]["filename"] == "doc7.txt"

@@ -17,9 +17,13 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, model_cache: Path) -> Iterator[tuple[Server, str]]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, model_cache: Path
+) -> Iterator[tuple[Server, str]]:
     key = secrets.token_hex(16)
-    s = Server(tmp_path_factory.mktemp("e2e") / "data", model_cache, {"PASTURE_API_KEYS": f"e2e:{key}"})
+    s = Server(
+        tmp_path_factory.mktemp("e2e") / "data", model_cache, {"PASTURE_API_KEYS": f"e2e:{key}"}
+    )
     s.start()
     try:
         yield s, key
@@ -34,7 +38,12 @@ def test_create_upload_process_query(server: tuple[Server, str]) -> None:
         assert lf.create_project("acme", "handbook").status_code == 200
         assert lf.create_dataset("acme", "handbook", "manuals").status_code == 200
         files = {
-            "pumps.pdf": pdf_bytes(["Centrifugal pumps must be primed before start-up.", "Check the impeller for wear monthly."]),
+            "pumps.pdf": pdf_bytes(
+                [
+                    "Centrifugal pumps must be primed before start-up.",
+                    "Check the impeller for wear monthly.",
+                ]
+            ),
             "safety.docx": docx_bytes(["Always wear ear protection near the compressor room."]),
             "vacation.md": b"# Leave policy\n\nEmployees accrue 2.5 vacation days per month of service.",
         }
@@ -70,6 +79,9 @@ def test_serve_refuses_open_mode_off_loopback(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "pasture"
     r = subprocess.run(
         [str(exe), "serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert r.returncode == 2 and "127.0.0.1 only" in r.stderr

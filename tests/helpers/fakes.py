@@ -26,7 +26,9 @@ class InMemoryRecords(Records):
         with self._lock:
             if if_absent and self._live(self._items.get((record.pk, record.sk))) is not None:
                 raise Conflict(f"record {record.pk}/{record.sk} already exists")
-            self._items[(record.pk, record.sk)] = Record(record.pk, record.sk, dict(record.data), record.expires_at)
+            self._items[(record.pk, record.sk)] = Record(
+                record.pk, record.sk, dict(record.data), record.expires_at
+            )
 
     def query(self, pk: str, sk_prefix: str, *, limit: int | None) -> list[Record]:
         rows = sorted(

@@ -34,9 +34,15 @@ class LF:
         return self.req("POST", f"/v1/projects/{ns}/{p}/datasets", json={"name": name, **extra})
 
     def upload(self, ns: str, p: str, ds: str, filename: str, data: bytes) -> httpx.Response:
-        return self.req("POST", f"/v1/projects/{ns}/{p}/datasets/{ds}/data", files={"file": (filename, io.BytesIO(data))})
+        return self.req(
+            "POST",
+            f"/v1/projects/{ns}/{p}/datasets/{ds}/data",
+            files={"file": (filename, io.BytesIO(data))},
+        )
 
-    def process(self, ns: str, p: str, ds: str, *, asynchronous: bool = False, **params: Any) -> httpx.Response:
+    def process(
+        self, ns: str, p: str, ds: str, *, asynchronous: bool = False, **params: Any
+    ) -> httpx.Response:
         if asynchronous:
             params["async_processing"] = "true"
         return self.req("POST", f"/v1/projects/{ns}/{p}/datasets/{ds}/process", params=params)

@@ -128,7 +128,9 @@ class RetrievalService:
         if database not in cfg.database_names():
             raise NotFound(f"Database {database} not found in project {namespace}/{project}")
         dataset_ids = tuple(
-            d.id for d in self._datasets.list_datasets(tenant, namespace, project) if d.database == database
+            d.id
+            for d in self._datasets.list_datasets(tenant, namespace, project)
+            if d.database == database
         )
         vector = None if mode == RetrievalMode.KEYWORD else self._embedder.embed([req.query])[0]
         hits = self._index.query(
@@ -161,7 +163,9 @@ class RetrievalService:
                 f"Database {database or '(default)'} not found in project {namespace}/{project}"
             )
         dataset_ids = [
-            d.id for d in self._datasets.list_datasets(tenant, namespace, project) if d.database == db
+            d.id
+            for d in self._datasets.list_datasets(tenant, namespace, project)
+            if d.database == db
         ]
         comps = [
             _probe(

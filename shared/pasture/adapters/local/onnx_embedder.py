@@ -56,8 +56,8 @@ class OnnxEmbedder(Embedder):
         from pasture.adapters.local.minilm_onnx import GRAPH_VERSION
 
         st = (self.model_dir / "model.safetensors").stat()
-        # Size + mtime rather than a content hash: hashing 90 MB would add a few hundred ms to
-        # every cold start (Lambda); a replaced or reinstalled model file changes the mtime.
+        # Size + mtime rather than a content hash: hashing means reading all 90 MB (~0.1 s
+        # warm, more from a cold Lambda image) on every start; a replaced model changes mtime.
         key = f"{st.st_size}:{st.st_mtime_ns}:{GRAPH_VERSION}".encode()
         return self.cache_dir / f"all-MiniLM-L6-v2-{hashlib.sha256(key).hexdigest()[:12]}.onnx"
 

@@ -34,7 +34,7 @@ import numpy as np
 # onnxruntime must be loaded before usearch: with usearch's native module loaded first, a later
 # `import onnxruntime` segfaults the process (usearch 2.26.6 + onnxruntime 1.31.1). Every process
 # that has this index also embeds, so loading it here costs nothing extra.
-import onnxruntime  # noqa: F401, I001
+import onnxruntime  # noqa: F401
 from usearch.index import Index
 
 from pasture.domain.errors import Conflict
