@@ -5,10 +5,15 @@
 Texts: SciFact sentences (BEIR copy under /work/shared/datasets/scifact, read with gzip) glued
 into ~100-word chunks by random draws of 3-6 sentences, which reaches any size with a natural
 vocabulary; pseudo-words when the file is absent. Query texts: the SciFact claims.
-Vectors: 384-dim clustered gaussians (n/100 random unit centres; each point is a centre plus
-isotropic noise of the same norm, so cos(point, centre) ~ 0.7), normalised. Query vectors are
-drawn from the same mixture and precomputed: no embedding time is measured.
+Vectors (--vectors clustered, the default): 384-dim clustered gaussians (n/100 random unit
+centres; each point is a centre plus isotropic noise of the same norm, so cos(point, centre)
+~ 0.7), normalised; query vectors come from the same mixture. --vectors uniform: random unit
+vectors, the hardest case for HNSW. All query vectors are precomputed: no embedding time.
 Recall@10: `_vector_candidates(q, 10)` against exact numpy top-10 over all stored vectors.
+Keyword agreement: top-10 of `_keyword_candidates` with the adapter's keyword budget against
+the same index with no budget (exact BM25 of every query term).
+Latencies: single thread, 20 warm-up queries per figure; hybrid runs first, so its figure
+includes the first (uncached) document-frequency look-ups of the query terms.
 """
 
 from __future__ import annotations
@@ -69,22 +74,36 @@ def chunk_texts(rng: np.random.Generator, sentences: list[str], n: int) -> list[
     return [" ".join(sentences[j] for j in row[:k]) for row, k in zip(picks, lengths, strict=True)]
 
 
-def clustered(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
-    which = rng.integers(0, len(centres), size=n)
+def clustered(rng: np.random.Generator, centres: np.ndarray | None, n: int) -> np.ndarray:
+    """Points around random centres; uniform random unit vectors when `centres` is None."""
     noise = rng.standard_normal((n, DIM)).astype(np.float32) / np.sqrt(DIM)
-    x = centres[which] + noise
+    x = noise if centres is None else centres[rng.integers(0, len(centres), size=n)] + noise
     return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def cpu_model() -> str:
+    """platform.processor() is often empty on Linux; /proc/cpuinfo names the CPU."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+
+
+def loadavg() -> str:
+    """Other work on the machine inflates single-query latencies: print it with them."""
+    path = Path("/proc/loadavg")
+    return " ".join(path.read_text().split()[:3]) if path.exists() else "n/a"
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def timed(fn: Callable[[], object], runs: int) -> list[float]:
+def timed(fn: Callable[[SearchQuery], object], queries: list[SearchQuery]) -> list[float]:
+    """Milliseconds of `fn` on each query."""
     out = []
-    for _ in range(runs):
+    for q in queries:
         t = time.perf_counter()
-        fn()
+        fn(q)
         out.append((time.perf_counter() - t) * 1000)
     return out
 
@@ -93,8 +112,10 @@ def bench_size(
     n: int, args: argparse.Namespace, sentences: list[str], query_texts: list[str]
 ) -> dict[str, float]:
     rng = np.random.default_rng(args.seed + n)
-    centres = rng.standard_normal((max(1, n // 100), DIM)).astype(np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    centres = None
+    if args.vectors == "clustered":
+        centres = rng.standard_normal((max(1, n // 100), DIM)).astype(np.float32)
+        centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     vectors = clustered(rng, centres, n)
     texts = chunk_texts(rng, sentences, n)
     qvecs = clustered(rng, centres, args.queries)
@@ -112,6 +133,7 @@ def bench_size(
             ef_search=args.ef_search,
             connectivity=args.connectivity,
             expansion_add=args.expansion_add,
+            keyword_budget=args.keyword_budget,
         )
         t = time.perf_counter()
         index.upsert(chunks)
@@ -135,8 +157,7 @@ def bench_size(
             qs = [query(i, mode) for i in range(args.queries)]
             for qq in qs[:20]:  # warm caches (SQLite pages, lazily loaded graph)
                 index.query(qq)
-            it = iter(qs)
-            lat = timed(lambda it=it: index.query(next(it)), len(qs))
+            lat = timed(index.query, qs)
             results[f"{mode.value}_p50"] = pct(lat, 50)
             results[f"{mode.value}_p95"] = pct(lat, 95)
         # Hybrid with a metadata filter (post-filtered ANN; exact fallback when needed).
@@ -144,8 +165,7 @@ def bench_size(
             query(i, RetrievalMode.HYBRID, metadata_filters={"shard": 3})
             for i in range(args.queries)
         ]
-        it = iter(qs)
-        lat = timed(lambda it=it: index.query(next(it)), len(qs))
+        lat = timed(index.query, qs)
         results["filtered_p50"] = pct(lat, 50)
 
         exact = np.argsort(-(qvecs @ vectors.T), axis=1)[:, :10]
@@ -155,6 +175,18 @@ def bench_size(
             truth = {f"c{j}" for j in exact[i]}
             recalls.append(len(truth & got.keys()) / 10)
         results["recall@10"] = statistics.fmean(recalls)
+
+        budgeted = [
+            index._keyword_candidates(query(i, RetrievalMode.KEYWORD), 10)
+            for i in range(args.queries)
+        ]
+        index._keyword_budget = None  # the same index, exact BM25 over every query term
+        agree = []
+        for i, got in enumerate(budgeted):
+            full = index._keyword_candidates(query(i, RetrievalMode.KEYWORD), 10)
+            if full:
+                agree.append(len(full.keys() & got.keys()) / len(full))
+        results["kw_agree@10"] = statistics.fmean(agree) if agree else float("nan")
         index.close()
     return results
 
@@ -167,43 +199,39 @@ def main() -> None:
     ap.add_argument("--ef-search", type=int, default=None)
     ap.add_argument("--connectivity", type=int, default=None)
     ap.add_argument("--expansion-add", type=int, default=None)
+    ap.add_argument("--keyword-budget", type=int, default=None, help="0: no budget")
+    ap.add_argument("--vectors", choices=["clustered", "uniform"], default="clustered")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     # Unset tuning flags fall back to the adapter's defaults, so the bench measures those.
     defaults = SqliteSearchIndex.__init__.__kwdefaults__ or {}
-    for name in ("ef_search", "connectivity", "expansion_add"):
+    for name in ("ef_search", "connectivity", "expansion_add", "keyword_budget"):
         if getattr(args, name) is None:
             setattr(args, name, defaults[name])
+    if args.keyword_budget == 0:
+        args.keyword_budget = None
 
-    cpu = (
-        platform.processor()
-        or next(
-            (
-                line.split(":", 1)[1].strip()
-                for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")
-            ),
-            "unknown",
-        )
-        if Path("/proc/cpuinfo").exists()
-        else platform.processor()
+    print(
+        f"machine: os.cpu_count()={os.cpu_count()}, platform.processor()={platform.processor()!r},"
+        f" model={cpu_model()!r}, {platform.platform()}, loadavg {loadavg()}"
     )
-    print(f"machine: {os.cpu_count()} CPUs, {cpu}, {platform.platform()}")
     print(
         f"usearch: metric=cos dtype=f32 connectivity={args.connectivity}"
         f" expansion_add={args.expansion_add} ef_search={args.ef_search};"
-        f" candidates={args.candidates} top_k=10, {args.queries} queries per figure"
+        f" keyword_budget={args.keyword_budget}; candidates={args.candidates} top_k=10,"
+        f" {args.queries} queries per figure"
     )
     rng = np.random.default_rng(args.seed)
     sentences = load_sentences(rng)
     query_texts = load_query_texts(rng, sentences, args.queries)
-    print(f"texts: {len(sentences)} source sentences; vectors: clustered gaussian, {DIM}-dim\n")
+    print(f"texts: {len(sentences)} source sentences; vectors: {args.vectors}, {DIM}-dim\n")
 
     rows = [bench_size(n, args, sentences, query_texts) for n in args.sizes]
+    print(f"loadavg after: {loadavg()}")
     header = (
         f"{'chunks':>8} {'build s':>8} {'hybrid p50':>11} {'hybrid p95':>11} {'vector p50':>11}"
-        f" {'keyword p50':>12} {'filtered p50':>13} {'recall@10':>10}"
+        f" {'keyword p50':>12} {'filtered p50':>13} {'recall@10':>10} {'kw agree@10':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -211,7 +239,7 @@ def main() -> None:
         print(
             f"{r['n']:>8} {r['build_s']:>8.1f} {r['hybrid_p50']:>9.2f}ms {r['hybrid_p95']:>9.2f}ms"
             f" {r['vector_p50']:>9.2f}ms {r['keyword_p50']:>10.2f}ms {r['filtered_p50']:>11.2f}ms"
-            f" {r['recall@10']:>10.4f}"
+            f" {r['recall@10']:>10.4f} {r['kw_agree@10']:>12.3f}"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -236,6 +236,10 @@ def main() -> int:
                     f"\nbest swept hybrid alpha (vector weight): {best} "
                     f"(nDCG@10 {sweep[best]:.4f}); current default {default}"
                 )
+                if len(sweep) > 1 and best in (min(sweep), max(sweep)):
+                    print(
+                        "the best alpha is at the edge of the sweep: widen --alphas to see the peak"
+                    )
         finally:
             c.close()
     finally:

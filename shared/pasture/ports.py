@@ -132,14 +132,16 @@ class SearchIndex(ABC):
         """Exact cosine similarity of the given chunks to `q.vector`."""
 
     @abstractmethod
-    def _load(self, chunk_ids: Iterable[str]) -> dict[str, IndexedChunk]:
-        """The stored chunks (vector may be empty: callers only read ids, text and metadata)."""
+    def _load(self, q: SearchQuery, chunk_ids: Iterable[str]) -> dict[str, IndexedChunk]:
+        """The stored chunks of q's tenant and datasets (vector may be empty: callers only
+        read ids, text and metadata)."""
 
     def query(self, q: SearchQuery) -> list[SearchHit]:
         if not q.dataset_ids or q.top_k <= 0:
             return []
         use_vec = q.vector is not None
-        use_kw = bool(q.text.strip())
+        # Text without a word (say "?!") has no keyword evidence to weigh.
+        use_kw = any(ch.isalnum() for ch in q.text)
         kw = (
             self._keyword_candidates(q, q.candidates)
             if use_kw and q.mode != RetrievalMode.VECTOR
@@ -176,7 +178,7 @@ class SearchIndex(ABC):
                 scored.append((score, k_score, v_score, cid))
         scored.sort(key=lambda t: (-t[0], t[3]))
         top = scored[: q.top_k]
-        stored = self._load(cid for *_, cid in top)
+        stored = self._load(q, (cid for *_, cid in top))
         hits = []
         for score, k_score, v_score, cid in top:
             c = stored.get(cid)

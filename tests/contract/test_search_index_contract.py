@@ -1,7 +1,8 @@
 """Contract of the SearchIndex port: every adapter must pass all of it.
 
 Add an adapter by adding one entry to ADAPTERS (a factory taking a fresh temporary folder and
-the vector dimension); every test then runs against it through the `index` fixture.
+the vector dimension); every test then runs against it through the `make_index` and
+`index` fixtures.
 The corpus is tiny and hand-made: 8-dim vectors along a few axes, one topic per axis, so the
 right answer of each query is obvious.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,11 +154,11 @@ def q(
     mode: RetrievalMode = RetrievalMode.HYBRID,
     tenant: str = TENANT,
     datasets: tuple[str, ...] = (DS,),
-    **kw: object,
+    **kw: Any,
 ) -> SearchQuery:
     return SearchQuery(
         tenant=tenant, dataset_ids=datasets, text=text, vector=vector, mode=mode, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def ids(hits: list) -> list[str]:
@@ -166,7 +168,7 @@ def ids(hits: list) -> list[str]:
 ALL_MODES = [RetrievalMode.KEYWORD, RetrievalMode.VECTOR, RetrievalMode.HYBRID]
 
 
-def any_mode_query(mode: RetrievalMode, **kw: object) -> SearchQuery:
+def any_mode_query(mode: RetrievalMode, **kw: Any) -> SearchQuery:
     """A query that, unfiltered, would return every chunk in any mode: the text names a term
     of each chunk and the vector is equally close to all of them."""
     text = "cats dogs rockets bread volcanoes tides"
@@ -204,6 +206,19 @@ def test_upsert_same_chunk_id_replaces(index: SearchIndex) -> None:
     assert hits[0].vector_score == pytest.approx(1.0, abs=1e-5)
     hits = index.query(q(vector=VECTORS["cats"], mode=RetrievalMode.VECTOR, top_k=6))
     assert next(h for h in hits if h.chunk_id == "cats").vector_score < 0.2
+
+
+def test_new_terms_are_searchable_at_once(index: SearchIndex) -> None:
+    """No cache of the index (term statistics, ...) may hide what the last upsert added."""
+    # Enough rows that one more is a small change (a cache might then not refresh).
+    index.upsert([chunk(f"filler-{i}", f"filler line {i}", vec(1, i % 3)) for i in range(60)])
+    text_query = q("zyxel quokka", mode=RetrievalMode.KEYWORD)
+    assert index.query(text_query) == []
+    index.upsert([chunk("new", "A quokka met a zyxel router.", vec(1, axis=7), doc="new")])
+    assert ids(index.query(text_query)) == ["new"]
+    assert ids(index.query(q("zyxel quokka", vec(1, axis=7))))[0] == "new"
+    assert index.delete_document(TENANT, DS, "new") == 1
+    assert index.query(text_query) == []
 
 
 def test_upsert_batch_with_duplicate_ids_keeps_last(make_index: Callable[[], SearchIndex]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def test_heals_a_stale_vector_file_after_a_crash(
     old = chunks("old", unit(rng, 30))
     ix = reopen(paths, opened)
     ix.upsert(old)
+    ix.flush()
     (file,) = paths.index_files()
     backup = file.with_suffix(".bak")
     shutil.copy(file, backup)
@@ -162,6 +164,7 @@ def test_heals_a_stale_file_of_the_same_size(
     data = chunks("a", unit(rng, 20))
     ix = reopen(paths, opened)
     ix.upsert(data)
+    ix.flush()
     (file,) = paths.index_files()
     backup = file.read_bytes()
     changed = chunks("a", unit(rng, 3))
@@ -196,6 +199,7 @@ def test_delete_dataset_removes_the_vector_file(
 ) -> None:
     ix = reopen(paths, opened)
     ix.upsert(chunks("a", unit(rng, 5)))
+    ix.flush()
     assert len(paths.index_files()) == 1
     assert ix.delete_dataset(T, DS) == 5
     assert paths.index_files() == []
@@ -213,6 +217,7 @@ def test_one_vector_file_per_partition(
             IndexedChunk("x3", "t1", "other", "d", "three", v),
         ]
     )
+    ix.flush()
     assert len(paths.index_files()) == 3
 
 
@@ -364,3 +369,71 @@ def test_fts_expression(text: str, expected: str | None) -> None:
 def test_fts_expression_bounds_the_number_of_terms() -> None:
     expr = fts_expression(" ".join(f"term{i}" for i in range(500)))
     assert expr is not None and expr.count(" OR ") == 31
+
+
+def test_filtered_vector_search_widens_the_ann_before_scanning(
+    paths: Paths,
+    opened: list[SqliteSearchIndex],
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A filter passing a tenth of the rows: the second, wider HNSW search finds enough, so
+    no exact scan is needed, and the result matches brute force over the filtered rows."""
+    ix = reopen(paths, opened)
+    vectors = unit(rng, 3000)
+    ix.upsert(
+        [
+            IndexedChunk(f"c{i}", T, DS, "d", "x", v, {"shard": i % 10})
+            for i, v in enumerate(vectors)
+        ]
+    )
+
+    def no_scan(*args: object) -> dict[str, float]:
+        raise AssertionError("exact scan not expected")
+
+    monkeypatch.setattr(ix, "_exact_vector", no_scan)
+    probe = unit(rng, 1)[0]
+    query = vq(probe, top_k=10, candidates=50, metadata_filters={"shard": 3})
+    got = ix._vector_candidates(query, 50)
+    admitted = np.arange(3, 3000, 10)
+    exact = admitted[np.argsort(-(vectors[admitted] @ probe))[:50]]
+    assert len(got) == 50
+    assert len(set(got) & {f"c{i}" for i in exact}) >= 48  # ANN: near-exact
+
+
+def test_writes_do_not_rewrite_the_vector_file_each_time(
+    paths: Paths, opened: list[SqliteSearchIndex], rng: np.random.Generator
+) -> None:
+    """Files are saved by the flusher (or flush/close), not after every upsert."""
+    ix = SqliteSearchIndex(paths.db, paths.vectors, dimension=DIM, flush_interval=3600)
+    opened.append(ix)
+    data = chunks("a", unit(rng, 5))
+    ix.upsert(data)
+    assert paths.index_files() == []  # nothing written yet, and queries still see the rows
+    assert_finds_all(ix, data)
+    ix.flush()
+    assert paths.file_keys() == paths.row_ids()
+
+
+def test_the_flusher_saves_in_the_background(
+    paths: Paths, opened: list[SqliteSearchIndex], rng: np.random.Generator
+) -> None:
+    ix = SqliteSearchIndex(paths.db, paths.vectors, dimension=DIM, flush_interval=0.05)
+    opened.append(ix)
+    ix.upsert(chunks("a", unit(rng, 5)))
+    deadline = time.time() + 5
+    while not paths.index_files() and time.time() < deadline:
+        time.sleep(0.02)
+    assert paths.file_keys() == paths.row_ids()
+
+
+def test_an_unflushed_crash_heals_on_reopen(
+    paths: Paths, opened: list[SqliteSearchIndex], rng: np.random.Generator
+) -> None:
+    """Killed before any flush: the rows are in SQLite, the file is rebuilt from them."""
+    ix = SqliteSearchIndex(paths.db, paths.vectors, dimension=DIM, flush_interval=3600)
+    data = chunks("a", unit(rng, 12))
+    ix.upsert(data)
+    ix._stop.set()  # no close(): as if the process died
+    ix = reopen(paths, opened)
+    assert_finds_all(ix, data)

@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import heapq
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -86,17 +87,33 @@ _STOP_WORDS = frozenset(
 # Letters and digits only: everything else (quotes, parentheses, `*`, `:`, `-`, `^`) is FTS5
 # syntax or a separator for the unicode61 tokenizer anyway.
 _TERM = re.compile(r"[^\W_]+")
+log = logging.getLogger(__name__)
+
 _MAX_TERMS = 32
 _BATCH = 500  # rows per IN-list / executemany batch
+# Document frequencies from this size up are cached (see `_document_frequency`).
+_CACHED_DF = 500
+# Largest neighbour list a filtered vector search asks HNSW for before scanning exactly.
+_MAX_ANN = 5_000
+# usearch 2.26's multi-threaded `add` now and then leaves a node no search can reach (seen
+# with 60 vectors and with 5k: a stored vector stops finding itself); one thread never did.
+_ADD_THREADS = 1
 
 
-def fts_expression(text: str) -> str | None:
-    """`text` as a safe FTS5 query: each term quoted (so it can only be a phrase, never an
-    operator or column filter), OR-ed for BM25 ranking. None when there is no term."""
+def query_terms(text: str) -> list[str]:
+    """Distinct lower-cased terms of `text`, stop words dropped unless nothing else is left."""
     terms = [t.lower() for t in _TERM.findall(text)]
     kept = [t for t in terms if t not in _STOP_WORDS] or terms
-    unique = list(dict.fromkeys(kept))[:_MAX_TERMS]
-    return " OR ".join(f'"{t}"' for t in unique) or None
+    return list(dict.fromkeys(kept))[:_MAX_TERMS]
+
+
+def fts_expression(terms: str | Sequence[str]) -> str | None:
+    """A safe FTS5 query of `terms` (or of the terms of a text): each term quoted, so it can
+    only be a phrase, never an operator or column filter; OR-ed for BM25 ranking. None when
+    there is no term."""
+    if isinstance(terms, str):
+        terms = query_terms(terms)
+    return " OR ".join(f'"{t}"' for t in terms) or None
 
 
 class _RWLock:
@@ -143,6 +160,7 @@ class _Partition:
     index: Index
     path: Path
     lock: _RWLock
+    dirty: bool = False  # the graph has changes its file does not
 
 
 def _batches(items: Sequence[Any], size: int = _BATCH) -> Iterator[Sequence[Any]]:
@@ -158,12 +176,14 @@ def _json_path(key: str) -> str | None:
 def _scalar_predicate(col: str, key: str, value: Scalar) -> tuple[str, list[Any]]:
     """`metadata[key] == value`, type-aware: JSON true/false is stored as 1/0 by json_extract,
     so bools compare on json_type and numbers exclude bools (True must not match 1)."""
+    types: tuple[str, ...]
+    param: Scalar | None = value
     if isinstance(value, bool):
-        types, value = ("true",) if value else ("false",), None
+        types, param = ("true",) if value else ("false",), None
     elif isinstance(value, int | float):
         types = ("integer", "real")
     else:
-        types, value = ("text",), str(value)
+        types, param = ("text",), str(value)
     type_list = ",".join(f"'{t}'" for t in types)
     path = _json_path(key)
     if path is None:  # rare odd key: match it through json_each, fully parameterised
@@ -172,15 +192,15 @@ def _scalar_predicate(col: str, key: str, value: Scalar) -> tuple[str, list[Any]
             f" WHERE je.key = ? AND je.type IN ({type_list})"
         )
         params: list[Any] = [key]
-        if value is not None:
+        if param is not None:
             sql += " AND je.atom = ?"
-            params.append(value)
+            params.append(param)
         return sql + ")", params
     sql = f"json_type({col}, ?) IN ({type_list})"
     params = [path]
-    if value is not None:
+    if param is not None:
         sql += f" AND json_extract({col}, ?) = ?"
-        params += [path, value]
+        params += [path, param]
     return f"({sql})", params
 
 
@@ -227,8 +247,10 @@ class SqliteSearchIndex(SearchIndex):
         dimension: int = 384,
         ef_search: int = 128,
         connectivity: int = 16,
-        expansion_add: int = 128,
+        expansion_add: int = 64,
         oversample: int = 4,
+        keyword_budget: int | None = 10_000,
+        flush_interval: float = 2.0,
     ) -> None:
         self.dimension = dimension
         self._db_path = Path(db_path)
@@ -238,6 +260,14 @@ class SqliteSearchIndex(SearchIndex):
         self._expansion_add = expansion_add
         # Filtered ANN asks for oversample * k neighbours before filtering in SQLite.
         self._oversample = oversample
+        # FTS5 computes bm25 (and a docsize lookup) for every row an expression matches, about
+        # 1 us each: a query of common words matches half the corpus. So the expression keeps
+        # the query's rarest terms while their summed document frequencies fit this budget
+        # (at least one term), i.e. too-common terms become stop words for this corpus.
+        # None: every term, exact BM25 of the whole query.
+        self._keyword_budget = keyword_budget
+        self._df_cache: dict[str, int] = {}
+        self._df_cache_rows = 0
         self._db_path.parent.mkdir(parents=True, exist_ok=True)
         self._vectors_dir.mkdir(parents=True, exist_ok=True)
 
@@ -247,16 +277,26 @@ class SqliteSearchIndex(SearchIndex):
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
+        # Graph files are saved by a background flusher, not after every write: rewriting a
+        # 100k-vector file per document made ingestion quadratic. SQLite keeps every vector,
+        # so a crash before a flush only means the file is rebuilt when next loaded.
+        self._flush_interval = flush_interval
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_loop, name="pasture-index-flush", daemon=True
+        )
 
         self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.executescript(_SCHEMA)
+        self._rows = self._conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         stored = self._conn.execute("SELECT value FROM meta WHERE key = 'dimension'").fetchone()
         if stored is None:
             self._conn.execute("INSERT INTO meta VALUES ('dimension', ?)", (str(dimension),))
         elif int(stored[0]) != dimension:
             self._conn.close()
             raise ValueError(f"{db_path} holds {stored[0]}-dim vectors, not {dimension}")
+        self._flusher.start()
 
     # ------------------------------------------------------------------ connections
 
@@ -280,8 +320,33 @@ class SqliteSearchIndex(SearchIndex):
                 self._readers.append(conn)
         return conn
 
-    def close(self) -> None:
+    def flush(self) -> None:
+        """Save every partition whose graph changed since its file was written."""
         with self._write_lock:
+            parts = [p for p in self._partitions.values() if p.dirty]
+        for part in parts:
+            with part.lock.read():  # saving only reads the graph: searches may go on
+                if not part.dirty:
+                    continue
+                part.dirty = False
+                if len(part.index):
+                    self._save(part.index, part.path)
+                else:
+                    part.path.unlink(missing_ok=True)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self._flush_interval):
+            try:
+                self.flush()
+            except Exception:  # a failed save is retried next round; the rows are safe
+                log.exception("saving vector index files failed")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._flusher.is_alive() and self._flusher is not threading.current_thread():
+            self._flusher.join()
+        with self._write_lock:
+            self.flush()
             self._closed = True
             with self._readers_lock:
                 for conn in self._readers:
@@ -360,7 +425,9 @@ class SqliteSearchIndex(SearchIndex):
                 self._save(index, path)
             else:
                 path.unlink(missing_ok=True)
-        index.expansion_search = self._ef_search
+        # A loaded file brings its own search expansion; ours wins. (The setter exists, but
+        # is declared apart from the getter, which hides it from type checkers.)
+        index.expansion_search = self._ef_search  # type: ignore[misc]
         return _Partition(index=index, path=path, lock=_RWLock())
 
     def _add_from_sqlite(self, index: Index, tenant: str, dataset_id: str) -> None:
@@ -371,7 +438,7 @@ class SqliteSearchIndex(SearchIndex):
         while rows := cur.fetchmany(20_000):
             keys = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
             vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            index.add(keys, vectors.reshape(len(rows), self.dimension))
+            index.add(keys, vectors.reshape(len(rows), self.dimension), threads=_ADD_THREADS)
 
     @staticmethod
     def _save(index: Index, path: Path) -> None:
@@ -450,6 +517,7 @@ class SqliteSearchIndex(SearchIndex):
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            self._rows += len(rows) - len(old)
 
             # SQLite is committed; bring the graphs in line (a crash here heals on next load).
             added: dict[tuple[str, str], tuple[list[int], list[np.ndarray]]] = {}
@@ -466,18 +534,17 @@ class SqliteSearchIndex(SearchIndex):
         remove: list[int],
         add: tuple[list[int], list[np.ndarray]] | None,
     ) -> None:
-        """Mutate one loaded partition's graph and save it; caller holds the write lock."""
+        """Mutate one loaded partition's graph (saved later by the flusher); caller holds the
+        write lock."""
         part = self._partitions[key]
         with part.lock.write():
             if remove:
                 part.index.remove(np.asarray(remove, dtype=np.uint64))
             if add:
-                part.index.add(np.asarray(add[0], dtype=np.uint64), np.stack(add[1]))
-        with part.lock.read():  # saving only reads the graph: searches may go on
-            if len(part.index):
-                self._save(part.index, part.path)
-            else:
-                part.path.unlink(missing_ok=True)
+                part.index.add(
+                    np.asarray(add[0], dtype=np.uint64), np.stack(add[1]), threads=_ADD_THREADS
+                )
+            part.dirty = True
 
     def delete_document(self, tenant: str, dataset_id: str, document_id: str) -> int:
         with self._write_lock:
@@ -509,6 +576,7 @@ class SqliteSearchIndex(SearchIndex):
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._rows -= len(ids)
         return ids
 
     def count(self, tenant: str, dataset_id: str) -> int:
@@ -523,8 +591,46 @@ class SqliteSearchIndex(SearchIndex):
 
     # ------------------------------------------------------------------ query primitives
 
+    def _expression(self, text: str) -> str | None:
+        """The FTS5 expression for a query text: its rarest terms within the keyword budget."""
+        terms = query_terms(text)
+        if self._keyword_budget is None or not terms:
+            return fts_expression(terms)
+        dfs = {t: self._document_frequency(t) for t in terms}
+        live = sorted((t for t in terms if dfs[t]), key=lambda t: (dfs[t], t))
+        # FTS5 clamps the IDF of a term in over half the rows to ~0: it only costs time.
+        informative = [t for t in live if dfs[t] <= self._rows / 2] or live[:1]
+        kept: list[str] = []
+        postings = 0
+        for t in informative:
+            if kept and postings + dfs[t] > self._keyword_budget:
+                break
+            kept.append(t)
+            postings += dfs[t]
+        return fts_expression(kept)
+
+    def _document_frequency(self, term: str) -> int:
+        """Rows (all tenants, like FTS5's own IDF) holding `term`. Only common terms are cached
+        (counting them costs ~1 ms; a stale figure only shifts which terms are kept), until
+        the table has grown or shrunk by a tenth. Rare ones are counted afresh each time: they
+        are cheap, and a cached 0 would hide a term's first chunks from keyword search."""
+        rows = self._rows
+        if abs(rows - self._df_cache_rows) > rows / 10 or len(self._df_cache) > 100_000:
+            self._df_cache = {}
+            self._df_cache_rows = rows
+        df = self._df_cache.get(term)
+        if df is None:
+            df = (
+                self._reader()
+                .execute("SELECT COUNT(*) FROM chunks_fts WHERE chunks_fts MATCH ?", (f'"{term}"',))
+                .fetchone()[0]
+            )
+            if df >= _CACHED_DF:
+                self._df_cache[term] = df
+        return int(df)
+
     def _keyword_candidates(self, q: SearchQuery, k: int) -> dict[str, float]:
-        expr = fts_expression(q.text)
+        expr = self._expression(q.text)
         if expr is None or k <= 0:
             return {}
         where, params = _scope(q, q.dataset_ids)
@@ -540,13 +646,13 @@ class SqliteSearchIndex(SearchIndex):
 
     def _keyword_scores(self, q: SearchQuery, chunk_ids: Iterable[str]) -> dict[str, float]:
         rowids = self._resolve(q, chunk_ids)
-        expr = fts_expression(q.text)
+        expr = self._expression(q.text)
         out = dict.fromkeys(rowids.values(), 0.0)
         if expr is None or not rowids:
             return out
         # One pass over the matches; `+rowid` stops SQLite from handing the IN list to FTS5,
-        # which would re-run the whole MATCH once per rowid (~0.3 ms each). bm25 (rank) is
-        # only computed for the rows that pass the IN test.
+        # which would re-run the whole MATCH once per rowid (~1 ms each at 100k rows). bm25
+        # (rank) is only computed for the rows that pass the IN test.
         conn = self._reader()
         for batch in _batches(list(rowids)):
             for rid, score in conn.execute(
@@ -603,9 +709,25 @@ class SqliteSearchIndex(SearchIndex):
             part = self._partition(q.tenant, ds, create=False)
             if part is None:
                 continue
+            found, complete = self._ann(q, ds, part, qv, k, filtered)
+            if not complete:
+                # The filter admits few of the neighbours (or the graph came up short):
+                # exact search over just the rows the filter admits.
+                found = self._exact_vector(q, ds, qv, k)
+            merged.update(found)
+        return dict(heapq.nlargest(k, merged.items(), key=lambda kv: kv[1]))
+
+    def _ann(
+        self, q: SearchQuery, ds: str, part: _Partition, qv: np.ndarray, k: int, filtered: bool
+    ) -> tuple[dict[str, float], bool]:
+        """HNSW neighbours of `qv` in one partition that pass the query's filters, and whether
+        they can stand for the top k. With a filter, ask for `oversample` x k neighbours and,
+        when too few pass, once more for as many as the observed pass rate needs."""
+        want = max(k * self._oversample, k + 32) if filtered else k
+        while True:
             with part.lock.read():
                 size = len(part.index)
-                want = min(size, max(k * self._oversample, k + 32) if filtered else k)
+                want = min(want, size)
                 matches = part.index.search(qv, want) if want else None
             found: dict[str, float] = {}
             if matches is not None and len(matches.keys):
@@ -616,12 +738,14 @@ class SqliteSearchIndex(SearchIndex):
                 # Back through SQLite: applies the filters exactly and drops stale keys.
                 rows = self._scoped_rows(q, (ds,), "id", sims, "c.id, c.chunk_id")
                 found = {cid: sims[rid] for rid, cid in rows}
-            if len(found) < k and (filtered or len(found) < size):
-                # The filter keeps few of the neighbours (or the graph came up short): exact
-                # search over just the rows the filter admits.
-                found = self._exact_vector(q, ds, qv, k)
-            merged.update(found)
-        return dict(heapq.nlargest(k, merged.items(), key=lambda kv: kv[1]))
+            if len(found) >= k or (not filtered and len(found) == size):
+                return found, True
+            if not filtered or not found or want >= size:
+                return found, False
+            need = int(want * k / len(found) * 1.5)
+            if need > _MAX_ANN or need <= want:
+                return found, False
+            want = need
 
     def _exact_vector(self, q: SearchQuery, ds: str, qv: np.ndarray, k: int) -> dict[str, float]:
         """Brute-force cosine over the rows of `ds` that pass the query's filters."""
@@ -655,9 +779,9 @@ class SqliteSearchIndex(SearchIndex):
         sims = _cosine(matrix.reshape(len(rows), self.dimension), qv)
         return {r[0]: float(s) for r, s in zip(rows, sims, strict=True)}
 
-    def _load(self, chunk_ids: Iterable[str]) -> dict[str, IndexedChunk]:
-        # The port gives no query here; ids were scoped when they became candidates.
+    def _load(self, q: SearchQuery, chunk_ids: Iterable[str]) -> dict[str, IndexedChunk]:
         ids = list(dict.fromkeys(chunk_ids))
+        datasets = set(q.dataset_ids)
         out: dict[str, IndexedChunk] = {}
         conn = self._reader()
         empty: Vector = np.empty(0, dtype=np.float32)
@@ -667,6 +791,8 @@ class SqliteSearchIndex(SearchIndex):
                 " FROM json_each(?) j CROSS JOIN chunks c ON c.chunk_id = j.value",
                 (json.dumps(list(batch)),),
             ):
+                if tenant != q.tenant or ds not in datasets:
+                    continue  # defence in depth: candidates were already scoped
                 metadata: Mapping[str, Scalar] = json.loads(meta)
                 out[cid] = IndexedChunk(cid, tenant, ds, doc, text, empty, metadata)
         return out
