@@ -121,17 +121,8 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> int:
     corpus = load_corpus(args.docs)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PASTURE_API_KEYS")}
-    serve = [str(REPO / ".venv" / "bin" / "pasture")]
-    if args.preload_onnxruntime:
-        # Workaround for the usearch-before-onnxruntime segfault: the same entry point, with
-        # onnxruntime imported first. Inflates idle RSS by what onnxruntime's import costs.
-        serve = [
-            str(REPO / ".venv" / "bin" / "python"),
-            "-c",
-            "import onnxruntime; from pasture.cli import main; raise SystemExit(main())",
-        ]
     cmd = [
-        *serve,
+        str(REPO / ".venv" / "bin" / "pasture"),
         "serve",
         "--host",
         "127.0.0.1",
@@ -191,15 +182,7 @@ def bench(args: argparse.Namespace, data_dir: Path, log_path: Path) -> int:
             while state not in ("SUCCESS", "FAILURE", "REVOKED"):
                 time.sleep(1.0)
                 if proc.poll() is not None:
-                    hint = ""
-                    if proc.returncode == -signal.SIGSEGV and not args.preload_onnxruntime:
-                        hint = (
-                            "; a segfault here is the known usearch-before-onnxruntime import"
-                            " crash: rerun with --preload-onnxruntime until it is fixed"
-                        )
-                    raise RuntimeError(
-                        f"pasture serve died during ingestion ({proc.returncode}){hint}"
-                    )
+                    raise RuntimeError(f"pasture serve died during ingestion ({proc.returncode})")
                 task = check(client.get(f"{prefix}/tasks/{task_id}"))
                 state = task["state"]
                 if time.monotonic() - last_print > 30:
@@ -280,11 +263,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--docs", type=int, default=None, help="first N docs (default: all 5,183)")
     ap.add_argument("--data-dir", type=Path, help="data dir for the server (default: temp)")
-    ap.add_argument(
-        "--preload-onnxruntime",
-        action="store_true",
-        help="start the server with onnxruntime imported first (segfault workaround)",
-    )
     args = ap.parse_args()
     print(machine())
     if not (SCIFACT / "corpus.jsonl.gz").is_file():

@@ -247,7 +247,7 @@ class RunStatus:
     succeeded: int
     failed: int
     cancelled: int
-    results: Mapping[str, Mapping[str, Any]]
+    results: Mapping[str, Mapping[str, Any]]  # per item; filled once the run has finished
     payload: Mapping[str, Any]
     error: str | None
     created_at: float

@@ -115,7 +115,7 @@ class IngestionService:
         *,
         wait: bool,
         reprocess: bool = False,
-        poll_interval: float = 0.05,
+        poll_interval: float = 0.02,
     ) -> ProcessReport:
         """Start a run over the dataset's files that are not DONE (all of them with
         `reprocess`); with `wait`, return once it has finished."""
@@ -153,6 +153,9 @@ class IngestionService:
         )
         while wait and not status.state.finished:
             time.sleep(poll_interval)
+            poll_interval = min(
+                poll_interval * 1.5, 0.5
+            )  # short jobs return fast, long ones poll rarely
             status = self._workflow.status(task_id)
         return self._report(tenant, ds, status, docs, skipped, strategy.name)
 

@@ -123,16 +123,22 @@ class ThreadWorkflow(Workflow):
         if row is None:
             raise NotFound(f"run {run_id!r} not found")
         kind, tenant, payload, state, error, created, updated = row
+        # Pollers call this often: counts come from one aggregate; the per-item results
+        # (a JSON decode per item) only once the run has finished.
         counts = {"SUCCEEDED": 0, "FAILED": 0, "CANCELLED": 0}
-        results: dict[str, Mapping[str, Any]] = {}
         total = 0
-        for item, istate, result in c.execute(
-            "SELECT item, state, result FROM wf_items WHERE run_id=? ORDER BY seq", (run_id,)
+        for istate, n in c.execute(
+            "SELECT state, COUNT(*) FROM wf_items WHERE run_id=? GROUP BY state", (run_id,)
         ):
-            total += 1
+            total += n
             if istate in counts:
-                counts[istate] += 1
-            if result is not None:
+                counts[istate] = n
+        results: dict[str, Mapping[str, Any]] = {}
+        if RunState(state).finished:
+            for item, result in c.execute(
+                "SELECT item, result FROM wf_items WHERE run_id=? AND result IS NOT NULL ORDER BY seq",
+                (run_id,),
+            ):
                 results[item] = json.loads(result)
         return RunStatus(
             run_id=run_id,
@@ -209,6 +215,11 @@ class ThreadWorkflow(Workflow):
         handler = self._handlers[kind]
         self._set_run(run_id, RunState.RUNNING)
         cancelled = lambda: self._is_cancelled(run_id)  # noqa: E731
+        all_items = tuple(
+            r[0]
+            for r in c.execute("SELECT item FROM wf_items WHERE run_id=? ORDER BY seq", (run_id,))
+        )
+        spec = RunSpec(run_id, kind, tenant, all_items, json.loads(payload))
         while True:
             if cancelled():
                 break
@@ -219,13 +230,6 @@ class ThreadWorkflow(Workflow):
             if not batch:
                 break
             items = [item for _, item in batch]
-            all_items = tuple(
-                r[0]
-                for r in c.execute(
-                    "SELECT item FROM wf_items WHERE run_id=? ORDER BY seq", (run_id,)
-                )
-            )
-            spec = RunSpec(run_id, kind, tenant, all_items, json.loads(payload))
             c.executemany(
                 "UPDATE wf_items SET state='RUNNING' WHERE run_id=? AND seq=?",
                 [(run_id, seq) for seq, _ in batch],
