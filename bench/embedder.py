@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/embedder.py [--n 2000] [--threads N] [--runs 3]
 
-Texts: sentences of SciFact abstracts from /work/shared/datasets (read in place, never copied
+Texts: sentences of SciFact abstracts from ../shared/datasets (read in place, never copied
 into the repo) when present, else generated sentences of similar lengths. Also reports the cold
 start (graph build + session) and which fusions onnxruntime applied to the graph.
 """
@@ -26,7 +26,14 @@ from pathlib import Path
 from pasture.adapters.local.model_files import minilm_dir
 from pasture.adapters.local.onnx_embedder import OnnxEmbedder
 
-SCIFACT = Path("/work/shared/datasets/scifact/corpus.jsonl.gz")
+# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
+SCIFACT = (
+    Path(
+        os.environ.get("PASTURE_SCIFACT_DIR")
+        or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+    )
+    / "corpus.jsonl.gz"
+)
 BATCH_SIZES = (16, 32, 64)
 _VOCAB = (
     "the a model data cell protein patients study results we found increased reduced "

@@ -43,7 +43,11 @@ from pasture.adapters.local.model_files import minilm_dir
 from pasture.bootstrap import Container, build_container
 from pasture.config import Settings
 
-SCIFACT = Path("/work/shared/datasets/scifact")
+# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
+SCIFACT = Path(
+    os.environ.get("PASTURE_SCIFACT_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+)
 TENANT_NS_PROJECT = ("bench", "sci")
 
 

@@ -32,7 +32,11 @@ from pathlib import Path
 
 import httpx
 
-SCIFACT = Path("/work/shared/datasets/scifact")
+# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
+SCIFACT = Path(
+    os.environ.get("PASTURE_SCIFACT_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+)
 REPO = Path(__file__).resolve().parent.parent
 NS, PROJECT, DATASET = "bench", "sci", "scifact"
 MB = 1024 * 1024

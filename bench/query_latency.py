@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/query_latency.py [--sizes 10000 100000] [--queries 200]
 
-Texts: SciFact sentences (BEIR copy under /work/shared/datasets/scifact, read with gzip) glued
+Texts: SciFact sentences (BEIR copy under ../shared/datasets/scifact, read with gzip) glued
 into ~100-word chunks by random draws of 3-6 sentences, which reaches any size with a natural
 vocabulary; pseudo-words when the file is absent. Query texts: the SciFact claims.
 Vectors (--vectors clustered, the default): 384-dim clustered gaussians (n/100 random unit
@@ -35,7 +35,11 @@ import numpy as np
 from pasture.adapters.local.sqlite_search_index import SqliteSearchIndex
 from pasture.domain.search import IndexedChunk, RetrievalMode, SearchQuery
 
-SCIFACT = Path("/work/shared/datasets/scifact")
+# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
+SCIFACT = Path(
+    os.environ.get("PASTURE_SCIFACT_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+)
 DIM = 384
 TENANT, DATASET = "bench", "corpus"
 

@@ -39,7 +39,11 @@ from pasture.domain.documents import DocStatus
 from pasture.domain.errors import NotFound
 from pasture.services.retrieval import RetrievalRequest
 
-SCIFACT = Path("/work/shared/datasets/scifact")
+# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
+SCIFACT = Path(
+    os.environ.get("PASTURE_SCIFACT_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
+)
 NS, PROJECT, DATASET = "bench", "scifact", "corpus"
 PUBLISHED_BM25 = 0.665  # BEIR paper, BM25 nDCG@10 on SciFact test
 K = 10
