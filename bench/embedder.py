@@ -23,17 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import benchlib
 from pasture.adapters.local.model_files import minilm_dir
 from pasture.adapters.local.onnx_embedder import OnnxEmbedder
 
-# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
-SCIFACT = (
-    Path(
-        os.environ.get("PASTURE_SCIFACT_DIR")
-        or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-    )
-    / "corpus.jsonl.gz"
-)
+SCIFACT = benchlib.SCIFACT / "corpus.jsonl.gz"
 BATCH_SIZES = (16, 32, 64)
 _VOCAB = (
     "the a model data cell protein patients study results we found increased reduced "

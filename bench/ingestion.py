@@ -20,12 +20,8 @@ import onnxruntime  # noqa: F401  # isort: skip
 import argparse
 import cProfile
 import functools
-import gzip
 import io
 import itertools
-import json
-import os
-import platform
 import pstats
 import shutil
 import sqlite3
@@ -34,40 +30,16 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+from benchlib import SCIFACT, load_corpus, machine
 from pasture.adapters.local.hf_tokenizer import load_hf_tokenizer
 from pasture.adapters.local.model_files import minilm_dir
 from pasture.bootstrap import Container, build_container
 from pasture.config import Settings
 
-# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
-SCIFACT = Path(
-    os.environ.get("PASTURE_SCIFACT_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-)
 TENANT_NS_PROJECT = ("bench", "sci")
-
-
-def machine() -> str:
-    return (
-        f"machine: os.cpu_count()={os.cpu_count()}, {platform.platform()}, "
-        f"python {platform.python_version()}, onnxruntime {version('onnxruntime')}"
-    )
-
-
-def load_corpus(limit: int | None) -> list[tuple[str, str]]:
-    """(doc_id, "title\\n\\ntext") for the first `limit` SciFact documents (all when None)."""
-    out = []
-    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            out.append((d["_id"], f"{d['title']}\n\n{d['text']}"))
-            if limit is not None and len(out) >= limit:
-                break
-    return out
 
 
 class Timers:

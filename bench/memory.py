@@ -16,8 +16,6 @@ thread samples VmRSS every 0.2 s; VmHWM (the kernel's high-water mark) is read a
 import onnxruntime  # noqa: F401  # isort: skip
 
 import argparse
-import gzip
-import json
 import os
 import platform
 import shutil
@@ -32,11 +30,8 @@ from pathlib import Path
 
 import httpx
 
-# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
-SCIFACT = Path(
-    os.environ.get("PASTURE_SCIFACT_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-)
+from benchlib import SCIFACT, load_corpus
+
 REPO = Path(__file__).resolve().parent.parent
 NS, PROJECT, DATASET = "bench", "sci", "scifact"
 MB = 1024 * 1024
@@ -49,17 +44,6 @@ def machine() -> str:
         f"machine: os.cpu_count()={os.cpu_count()}, {platform.platform()}, "
         f"python {platform.python_version()}"
     )
-
-
-def load_corpus(limit: int | None) -> list[tuple[str, str]]:
-    out = []
-    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            d = json.loads(line)
-            out.append((d["_id"], f"{d['title']}\n\n{d['text']}"))
-            if limit is not None and len(out) >= limit:
-                break
-    return out
 
 
 def proc_status(pid: int, field: str) -> int:

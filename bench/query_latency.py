@@ -32,14 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from benchlib import SCIFACT
 from pasture.adapters.local.sqlite_search_index import SqliteSearchIndex
 from pasture.domain.search import IndexedChunk, RetrievalMode, SearchQuery
 
-# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
-SCIFACT = Path(
-    os.environ.get("PASTURE_SCIFACT_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-)
 DIM = 384
 TENANT, DATASET = "bench", "corpus"
 

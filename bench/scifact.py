@@ -18,49 +18,27 @@ import onnxruntime  # noqa: F401  # isort: skip
 
 import argparse
 import csv
-import gzip
 import io
 import json
 import math
-import os
-import platform
 import shutil
 import statistics
 import sys
 import tempfile
 import time
 from collections import defaultdict
-from importlib.metadata import version
 from pathlib import Path
 
+from benchlib import SCIFACT, load_corpus, machine
 from pasture.bootstrap import Container, build_container
 from pasture.config import Settings
 from pasture.domain.documents import DocStatus
 from pasture.domain.errors import NotFound
 from pasture.services.retrieval import RetrievalRequest
 
-# The BEIR copy beside the repository (../shared/datasets), or PASTURE_SCIFACT_DIR.
-SCIFACT = Path(
-    os.environ.get("PASTURE_SCIFACT_DIR")
-    or Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact"
-)
 NS, PROJECT, DATASET = "bench", "scifact", "corpus"
 PUBLISHED_BM25 = 0.665  # BEIR paper, BM25 nDCG@10 on SciFact test
 K = 10
-
-
-def machine() -> str:
-    return (
-        f"machine: os.cpu_count()={os.cpu_count()}, {platform.platform()}, "
-        f"python {platform.python_version()}, onnxruntime {version('onnxruntime')}"
-    )
-
-
-def load_corpus() -> list[tuple[str, str]]:
-    with gzip.open(SCIFACT / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        return [
-            (d["_id"], f"{d['title']}\n\n{d['text']}") for d in (json.loads(line) for line in f)
-        ]
 
 
 def load_qrels() -> dict[str, set[str]]:

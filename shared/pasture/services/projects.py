@@ -36,6 +36,23 @@ def _config(data: dict[str, Any]) -> ProjectConfig:
     return cfg
 
 
+def _record(
+    tenant: str, namespace: str, name: str, cfg: ProjectConfig, *, created_at: float
+) -> Record:
+    return Record(
+        keys.project(tenant, namespace),
+        name,
+        {
+            "namespace": namespace,
+            "name": name,
+            # `datasets` is derived from the dataset records on read, never stored here.
+            "config": cfg.model_dump(mode="json", exclude={"datasets"}),
+            "created_at": created_at,
+            "updated_at": time.time(),
+        },
+    )
+
+
 class ProjectService:
     def __init__(self, records: Records) -> None:
         self._records = records
@@ -80,18 +97,7 @@ class ProjectService:
         check_name("namespace", namespace)
         check_name("project", name)
         cfg = _config(render_template(template or "server", namespace, name))
-        now = time.time()
-        rec = Record(
-            keys.project(tenant, namespace),
-            name,
-            {
-                "namespace": namespace,
-                "name": name,
-                "config": cfg.model_dump(mode="json", exclude={"datasets"}),
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
+        rec = _record(tenant, namespace, name, cfg, created_at=time.time())
         try:
             self._records.put(rec, if_absent=True)
         except Conflict:
@@ -105,18 +111,7 @@ class ProjectService:
         for key, expected in (("name", name), ("namespace", namespace)):
             if data.setdefault(key, expected) != expected:
                 raise Invalid(f"config.{key} {data[key]!r} does not match the URL ({expected!r})")
-        cfg = _config(data)
-        rec = Record(
-            keys.project(tenant, namespace),
-            name,
-            {
-                "namespace": namespace,
-                "name": name,
-                "config": cfg.model_dump(mode="json", exclude={"datasets"}),
-                "created_at": current.created_at,
-                "updated_at": time.time(),
-            },
-        )
+        rec = _record(tenant, namespace, name, _config(data), created_at=current.created_at)
         self._records.put(rec, if_absent=False)
         return self._to_project(tenant, rec)
 
