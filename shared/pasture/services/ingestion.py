@@ -124,7 +124,7 @@ class IngestionService:
         strategy = cfg.strategy(ds.data_processing_strategy)
         docs = self._datasets.documents(tenant, ds.id)
         todo = [d for d in docs if reprocess or d.status != DocStatus.DONE]
-        skipped = [d for d in docs if d not in todo]
+        skipped = [d for d in docs if not (reprocess or d.status != DocStatus.DONE)]
         task_id = str(uuid.uuid4())
         payload = {
             "dataset_id": ds.id,
@@ -170,7 +170,8 @@ class IngestionService:
     ) -> ProcessReport:
         by_id = {d.id: d for d in docs}
         details: list[dict[str, Any]] = []
-        for doc_id in [d.id for d in docs if d not in skipped]:
+        skipped_ids = {d.id for d in skipped}
+        for doc_id in [d.id for d in docs if d.id not in skipped_ids]:
             res = status.results.get(doc_id)
             name = by_id[doc_id].filename
             if res is None:
