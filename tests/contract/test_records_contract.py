@@ -4,7 +4,6 @@ Add an adapter by adding a factory to RECORDS (the DynamoDB one joins with moto)
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pasture.adapters.local.sqlite_db import SqliteDb
 from pasture.adapters.local.sqlite_records import SqliteRecords
 from pasture.domain.errors import Conflict
 from pasture.ports import Record, Records
+from tests.helpers.concurrency import run_together
 from tests.helpers.fakes import InMemoryRecords
 
 RECORDS: dict[str, Callable[[Path], Records]] = {
@@ -96,21 +96,13 @@ def test_delete(records: Records) -> None:
 
 
 def test_conditional_put_is_atomic_under_contention(records: Records) -> None:
-    winners: list[int] = []
-    barrier = threading.Barrier(8)
-
-    def claim(i: int) -> None:
-        barrier.wait()
+    def claim(i: int) -> int | None:
         try:
             records.put(Record("p", "unique", {"owner": i}), if_absent=True)
-            winners.append(i)
         except Conflict:
-            pass
+            return None
+        return i
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    winners = [i for i in run_together(claim, 8) if i is not None]
     assert len(winners) == 1
     assert records.get("p", "unique").data == {"owner": winners[0]}  # type: ignore[union-attr]

@@ -6,13 +6,13 @@ tokens and are never truncated. Add an adapter by appending a factory to `TOKENI
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import pytest
 
 from pasture.domain.errors import Unavailable
 from pasture.ports import Tokenizer
+from tests.helpers.concurrency import run_together
 
 
 def _hf_minilm() -> Tokenizer:
@@ -111,16 +111,4 @@ def test_concurrent_first_use(
 ) -> None:
     want = tokenizer.spans(TEXTS)
     fresh = make_tokenizer()  # not loaded yet: the threads race on any lazy set-up
-    results: list[list[list[tuple[int, int]]]] = []
-    start = threading.Barrier(4)
-
-    def work() -> None:
-        start.wait()
-        results.append(fresh.spans(TEXTS))
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert results == [want] * 4
+    assert run_together(lambda _: fresh.spans(TEXTS), 4) == [want] * 4

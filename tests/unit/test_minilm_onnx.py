@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import pytest
 
 from pasture.adapters.local.model_files import minilm_dir
 from pasture.domain.errors import Unavailable
+from tests.helpers.concurrency import run_together
 
 pytest.importorskip("onnxruntime")
 
@@ -211,18 +211,7 @@ def test_embedder_first_use_from_many_threads(model_dir: Path, cache_dir: Path) 
 
     emb = OnnxEmbedder(model_dir, cache_dir, batch_size=2)
     texts = SENTENCES[:4]
-    results: list[npt.NDArray[np.float32]] = []
-    start = threading.Barrier(4)
-
-    def work() -> None:
-        start.wait()  # all four hit the lazy load together
-        results.append(emb.embed(texts))
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_together(lambda _: emb.embed(texts), 4)  # all four hit the lazy load together
     assert len(results) == 4
     for got in results[1:]:
         np.testing.assert_array_equal(got, results[0])

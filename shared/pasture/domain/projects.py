@@ -91,9 +91,7 @@ class ProjectConfig(_Open):
         """Cross-field rules pydantic types cannot express; raise Invalid with the reason."""
         if self.version != "v1":
             raise Invalid(f"unsupported config version {self.version!r} (supported: v1)")
-        names = [m.name for m in self.runtime.models]
-        if len(set(names)) != len(names):
-            raise Invalid("runtime.models names must be unique")
+        names = _unique("runtime.models", [m.name for m in self.runtime.models])
         if self.runtime.default_model and self.runtime.default_model not in names:
             raise Invalid(
                 f"runtime.default_model {self.runtime.default_model!r} is not in runtime.models"
@@ -101,12 +99,11 @@ class ProjectConfig(_Open):
         if sum(1 for m in self.runtime.models if m.default) > 1:
             raise Invalid("at most one runtime.models entry may have default: true")
         if self.rag is not None:
-            dbs = [d.name for d in self.rag.databases]
-            if len(set(dbs)) != len(dbs):
-                raise Invalid("rag.databases names must be unique")
-            strategies = [s.name for s in self.rag.data_processing_strategies]
-            if len(set(strategies)) != len(strategies):
-                raise Invalid("rag.data_processing_strategies names must be unique")
+            dbs = _unique("rag.databases", [d.name for d in self.rag.databases])
+            _unique(
+                "rag.data_processing_strategies",
+                [s.name for s in self.rag.data_processing_strategies],
+            )
             if self.rag.default_database and self.rag.default_database not in dbs:
                 raise Invalid(
                     f"rag.default_database {self.rag.default_database!r} is not in rag.databases"
@@ -136,6 +133,12 @@ class ProjectConfig(_Open):
         if self.rag.default_database:
             return self.rag.default_database
         return self.rag.databases[0].name if self.rag.databases else None
+
+
+def _unique(field: str, names: list[str]) -> list[str]:
+    if len(set(names)) != len(names):
+        raise Invalid(f"{field} names must be unique")
+    return names
 
 
 def chunking_spec(parser: ParserConfig, defaults: ChunkingSpec | None = None) -> ChunkingSpec:

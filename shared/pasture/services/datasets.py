@@ -120,7 +120,7 @@ class DatasetService:
         )
 
     def list_datasets(self, tenant: str, namespace: str, project: str) -> list[Dataset]:
-        self._projects.get(tenant, namespace, project)
+        self._projects.config(tenant, namespace, project)  # raises NotFound
         out = []
         for r in self._records.query(
             keys.dataset_names(tenant, namespace, project), "", limit=None
@@ -131,7 +131,7 @@ class DatasetService:
         return out
 
     def get(self, tenant: str, namespace: str, project: str, name: str) -> Dataset:
-        self._projects.get(tenant, namespace, project)
+        self._projects.config(tenant, namespace, project)  # raises NotFound
         ref = self._records.get(keys.dataset_names(tenant, namespace, project), name)
         rec = self._records.get(keys.datasets(tenant), ref.data["dataset_id"]) if ref else None
         if rec is None:
@@ -139,7 +139,7 @@ class DatasetService:
         return self._to_dataset(tenant, dict(rec.data))
 
     def strategies(self, tenant: str, namespace: str, project: str) -> tuple[list[str], list[str]]:
-        cfg = self._projects.get(tenant, namespace, project).config
+        cfg = self._projects.config(tenant, namespace, project)
         return cfg.strategy_names(), cfg.database_names()
 
     def create(
@@ -152,7 +152,7 @@ class DatasetService:
         database: str | None,
     ) -> Dataset:
         check_name("dataset", name)
-        cfg = self._projects.get(tenant, namespace, project).config
+        cfg = self._projects.config(tenant, namespace, project)
         strategies, databases = cfg.strategy_names(), cfg.database_names()
         strategy = strategy or (strategies[0] if strategies else None)
         database = database or cfg.default_database()

@@ -119,7 +119,7 @@ class IngestionService:
     ) -> ProcessReport:
         """Start a run over the dataset's files that are not DONE (all of them with
         `reprocess`); with `wait`, return once it has finished."""
-        cfg = self._projects.get(tenant, namespace, project).config
+        cfg = self._projects.config(tenant, namespace, project)
         ds = self._datasets.get(tenant, namespace, project, dataset)
         strategy = cfg.strategy(ds.data_processing_strategy)
         docs = self._datasets.documents(tenant, ds.id)
@@ -201,7 +201,7 @@ class IngestionService:
         )
 
     def task(self, tenant: str, namespace: str, project: str, task_id: str) -> TaskView:
-        self._projects.get(tenant, namespace, project)
+        self._projects.config(tenant, namespace, project)  # raises NotFound
         if self._records.get(keys.tasks(tenant, namespace, project), task_id) is None:
             raise NotFound(f"Task {task_id} not found")
         return self._task_view(self._workflow.status(task_id))

@@ -93,6 +93,14 @@ class ProjectService:
             raise NotFound(f"Project {namespace}/{name} not found")
         return self._to_project(tenant, rec)
 
+    def config(self, tenant: str, namespace: str, name: str) -> ProjectConfig:
+        """The stored config alone (one read): what services need to check a project exists
+        and read its settings, without deriving its `datasets` list."""
+        rec = self._records.get(keys.project(tenant, namespace), name)
+        if rec is None:
+            raise NotFound(f"Project {namespace}/{name} not found")
+        return ProjectConfig.model_validate(rec.data["config"])
+
     def create(self, tenant: str, namespace: str, name: str, template: str | None) -> Project:
         check_name("namespace", namespace)
         check_name("project", name)

@@ -121,7 +121,7 @@ class RetrievalService:
     ) -> RetrievalResult:
         started = time.perf_counter()
         mode = self._validate(req)
-        cfg = self._projects.get(tenant, namespace, project).config
+        cfg = self._projects.config(tenant, namespace, project)
         database = req.database or cfg.default_database()
         if database is None:
             raise Invalid(f"project {namespace}/{project} has no RAG database configured")
@@ -156,7 +156,7 @@ class RetrievalService:
     def health(
         self, tenant: str, namespace: str, project: str, database: str | None
     ) -> tuple[str, list[ComponentHealth]]:
-        cfg = self._projects.get(tenant, namespace, project).config
+        cfg = self._projects.config(tenant, namespace, project)
         db = database or cfg.default_database()
         if db is None or db not in cfg.database_names():
             raise NotFound(
