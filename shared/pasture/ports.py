@@ -9,11 +9,12 @@ primitives, so no adapter can get it subtly different.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, BinaryIO
 
+from pasture.domain.chat import ChatMessage, Completion, GenerationParams, TextDelta
 from pasture.domain.search import (
     IndexedChunk,
     RetrievalMode,
@@ -302,8 +303,39 @@ class Embedder(ABC):
         """Shape (len(texts), dimension); row i is the embedding of texts[i]."""
 
 
+class ChatModel(ABC):
+    """A chat LLM: messages in, text out, whole or as a stream.
+
+    Adapters format the messages with the model's own chat template. Errors are domain errors:
+    `Invalid` for a request the model cannot take (a prompt longer than its context),
+    `Upstream` for a failing backend, `Unavailable` for one that cannot be reached.
+    """
+
+    name: str  # what replies report as "model"
+    context_length: int  # prompt + completion tokens the model can hold
+
+    @abstractmethod
+    def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Tokens the prompt of these messages takes, chat template included. Exact where the
+        model's tokenizer is at hand, a documented upper estimate otherwise. Cheap: no I/O."""
+
+    @abstractmethod
+    async def complete(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> Completion: ...
+
+    @abstractmethod
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams
+    ) -> AsyncIterator[TextDelta | Completion]:
+        """Text deltas in order, then exactly one Completion (whole text, finish reason, real
+        usage). Closing the iterator early (`aclose`, or the consumer being cancelled) stops
+        the generation; generation never blocks the event loop."""
+
+
 __all__ = [
     "BlobStore",
+    "ChatModel",
     "Embedder",
     "ItemHandler",
     "ItemOutcome",

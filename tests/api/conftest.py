@@ -20,6 +20,8 @@ def keyed_settings(
         data_dir=data_dir,
         model_cache_dir=model_cache,
         api_keys=",".join(f"{k}:{v}" for k, v in keys.items()),
+        # Chat models load on first use here: most API modules never chat.
+        chat_preload=False,
         **kw,  # type: ignore[arg-type]
     )
 

@@ -23,6 +23,8 @@ from tests.helpers.llamafarm import LF, uniq
 NOT_OWNED: dict[tuple[str, str], str] = {
     ("POST", "/v1/projects/{namespace}"): "creates a project in the caller's own namespace",
     ("GET", "/v1/projects/{namespace}"): "lists the caller's own projects in the namespace",
+    ("POST", "/v1/examples/{example_id}/import-project"): "public example id, caller's own space",
+    ("POST", "/v1/examples/{example_id}/import-data"): "public example id; body tested on its own",
 }
 
 # Request bodies that pass validation, so the lookup (not the validator) decides the answer.
@@ -31,6 +33,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/projects/{namespace}/{project}/datasets"): {"json": {"name": "newds"}},
     ("POST", "/v1/projects/{namespace}/{project}/datasets/{dataset}/data"): {"files": True},
     ("POST", "/v1/projects/{namespace}/{project}/rag/query"): {"json": {"query": "secret plans"}},
+    ("POST", "/v1/projects/{namespace}/{project}/chat/completions"): {
+        "json": {"messages": [{"role": "user", "content": "secret plans?"}], "max_tokens": 1}
+    },
 }
 
 # Destructive routes run last, so earlier checks still find A's resources.
@@ -59,7 +64,14 @@ def owned(client: TestClient, api_keys: dict[str, str]) -> dict[str, str]:
     file_hash = a.upload(ns, project, dataset, "secret.txt", data).json()["hash"]
     task_id = a.process(ns, project, dataset, asynchronous=True).json()["task_id"]
     a.wait_task(ns, project, task_id)
+    chat = a.req(
+        "POST",
+        f"/v1/projects/{ns}/{project}/chat/completions",
+        json={"messages": [{"role": "user", "content": "Where is the treasure?"}], "max_tokens": 2},
+    )
+    assert chat.status_code == 200, chat.text
     return {
+        "session_id": chat.headers["X-Session-ID"],
         "namespace": ns,
         "project": project,
         "dataset": dataset,
@@ -75,6 +87,7 @@ def unknown_ids(owned: dict[str, str]) -> dict[str, str]:
         "dataset": "zz" + uniq("d"),
         "file_hash": "0" * 64,
         "task_id": "00000000-0000-4000-8000-000000000000",
+        "session_id": "00000000-0000-4000-8000-00000000beef",
     }
 
 

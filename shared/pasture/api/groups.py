@@ -39,9 +39,10 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "projects",
-        ("pasture.api.llamafarm.projects:router",),
-        ("/v1/projects/{namespace}", LF),
-        frozenset({"records", "blobs", "search_index"}),
+        ("pasture.api.llamafarm.projects:router", "pasture.api.llamafarm.examples:router"),
+        ("/v1/projects/{namespace}", LF, "/v1/examples"),
+        # Importing an example uploads its files and may start their processing.
+        frozenset({"records", "blobs", "search_index", "workflow"}),
     ),
     Group(
         "datasets",
@@ -54,6 +55,13 @@ GROUPS: tuple[Group, ...] = (
         ("pasture.api.llamafarm.rag:router",),
         (f"{LF}/rag",),
         frozenset({"records", "search_index", "embedder"}),
+    ),
+    Group(
+        "chat",
+        ("pasture.api.llamafarm.chat:router",),
+        (f"{LF}/chat", f"{LF}/models"),
+        frozenset({"records", "search_index", "embedder", "chat_model"}),
+        streams=True,
     ),
     Group(
         "tasks",

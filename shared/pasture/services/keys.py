@@ -9,6 +9,7 @@ Every partition key starts with the tenant, so no query can cross tenants.
 | dataset name -> id  | T#<t>#P#<ns>/<project>#DS   | <name>      |
 | document            | T#<t>#DOC#<dataset id>      | <sha256>    |
 | task                | T#<t>#P#<ns>/<project>#TASK | <task id>   |
+| chat session (TTL)  | T#<t>#P#<ns>/<project>#CHAT | <session id>|
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def documents(tenant: str, dataset_id: str) -> str:
 
 def tasks(tenant: str, namespace: str, project: str) -> str:
     return f"T#{tenant}#P#{namespace}/{project}#TASK"
+
+
+def chat_sessions(tenant: str, namespace: str, project: str) -> str:
+    return f"T#{tenant}#P#{namespace}/{project}#CHAT"
 
 
 def blob(dataset_id: str, document_id: str) -> str:

