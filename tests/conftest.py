@@ -11,6 +11,9 @@ from pathlib import Path
 import onnxruntime  # noqa: F401
 import pytest
 
+# The `llama_server` fixture: a real `python -m llama_cpp.server` on loopback.
+pytest_plugins = ["tests.helpers.llama_server"]
+
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -102,6 +102,27 @@ class ChatTurn:
         self._save(c.text)
         return self._result(c)
 
+    async def started(self) -> AsyncIterator[TextDelta | ChatResult]:
+        """`events()` with its first item already produced: a model that cannot start (server
+        unreachable, prompt refused) fails here, while the caller can still answer with an
+        error status instead of a stream. Costs nothing: the first token is awaited anyway."""
+        events = self.events()
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()  # type: ignore[attr-defined]
+            raise
+
+        async def chained() -> AsyncIterator[TextDelta | ChatResult]:
+            try:
+                yield first
+                async for item in events:
+                    yield item
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+        return chained()
+
     async def events(self) -> AsyncIterator[TextDelta | ChatResult]:
         stream = self.model.stream(self.prompt, self.params)
         try:

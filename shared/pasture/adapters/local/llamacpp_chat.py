@@ -69,7 +69,9 @@ class LlamaCppChatModel(ChatModel):
 
         self.name = name
         self.path = Path(model_path)
-        threads = threads or max(1, os.cpu_count() or 1)
+        # Half the cores, like llama.cpp's own server: its threads spin-wait for each other, so
+        # when anything else (the embedder, another process) wants a core, all of them stall.
+        threads = threads or max(1, (os.cpu_count() or 2) // 2)
         try:
             self._llm = Llama(
                 model_path=str(model_path),

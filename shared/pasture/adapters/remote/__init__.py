@@ -1,0 +1,1 @@
+"""Adapters that reach a model or service over HTTP (OpenAI-compatible servers, ...)."""

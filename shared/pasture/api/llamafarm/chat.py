@@ -188,11 +188,12 @@ def _frame(obj: dict[str, Any] | str) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-async def _sse(turn: ChatTurn, include_usage: bool) -> AsyncIterator[bytes]:
+async def _sse(
+    turn: ChatTurn, events: AsyncIterator[TextDelta | ChatResult], include_usage: bool
+) -> AsyncIterator[bytes]:
     head = {"id": turn.id, "object": "chat.completion.chunk", "created": turn.created}
     head["model"] = turn.model_config.name
     first = True
-    events = turn.events()
     try:
         async for ev in events:
             if isinstance(ev, TextDelta):
@@ -257,7 +258,8 @@ async def chat_completions(
     headers = {"X-Session-ID": turn.session_id} if turn.session_id else {}
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return EventStream(_sse(turn, include_usage), headers=headers)
+        events = await turn.started()  # errors before the first token keep their status
+        return EventStream(_sse(turn, events, include_usage), headers=headers)
     result = await turn.result()
     return JSONResponse(_completion_body(turn, result), headers=headers)
 
