@@ -71,7 +71,7 @@ case "$cmd" in
     ;;
   bench)
     ensure_venv
-    for b in embedder ingestion query_latency scifact memory; do
+    for b in embedder ingestion query_latency scifact memory chat; do
       [ -f "bench/$b.py" ] && "$VENV/bin/python" "bench/$b.py" "$@"
     done
     ;;

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Mapping
+from typing import Any, TypeVar
 
+from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Send
+
+from pasture.domain.errors import Unavailable
+
+T = TypeVar("T")
+_POLL_SECONDS = 0.25
 
 # Proxies (nginx) buffer responses unless told not to; caches must not keep a live stream.
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -36,3 +44,22 @@ class EventStream(StreamingResponse):
             aclose = getattr(self._frames, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+
+async def until_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await `work`, cancelling it if the client goes away first (a non-streamed generation
+    would otherwise hold the model for a reply nobody reads). Returns as soon as `work` is done;
+    the disconnect check only runs while waiting."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_POLL_SECONDS)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                # Nobody reads this answer; it only ends the request cleanly.
+                raise Unavailable("the client disconnected before the reply was ready")
+    finally:
+        if not task.done():
+            task.cancel()

@@ -69,16 +69,17 @@ class LlamaCppChatModel(ChatModel):
 
         self.name = name
         self.path = Path(model_path)
-        # Half the cores, like llama.cpp's own server: its threads spin-wait for each other, so
-        # when anything else (the embedder, another process) wants a core, all of them stall.
-        threads = threads or max(1, (os.cpu_count() or 2) // 2)
+        # Decoding on half the cores, like llama.cpp's own server: its threads spin-wait for
+        # each other, so when anything else (the event loop, the embedder) wants a core, all
+        # of them stall. The short prompt evaluation uses every core (time to first token).
+        threads = threads or default_threads()
         try:
             self._llm = Llama(
                 model_path=str(model_path),
                 n_ctx=context_length,
                 n_batch=min(batch_size, context_length),
                 n_threads=threads,
-                n_threads_batch=threads,
+                n_threads_batch=max(threads, os.cpu_count() or 1),
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
@@ -234,6 +235,10 @@ class LlamaCppChatModel(ChatModel):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "path": str(self.path), "context_length": self.context_length}
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 class _StopMatcher:

@@ -7,13 +7,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pasture.api.deps import ContainerDep, TenantDep
 from pasture.api.errors import status_of
-from pasture.api.streaming import EventStream
+from pasture.api.streaming import EventStream, until_disconnected
 from pasture.domain.chat import ChatMessage, ChatResult, Reference, TextDelta
 from pasture.domain.errors import Invalid, PastureError
 from pasture.services.chat import ChatRequest, ChatTurn
@@ -241,6 +241,7 @@ async def chat_completions(
     namespace: str,
     project: str,
     body: ChatCompletionRequest,
+    request: Request,
     c: ContainerDep,
     tenant: TenantDep,
     x_session_id: Annotated[str | None, Header()] = None,
@@ -260,7 +261,7 @@ async def chat_completions(
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = await turn.started()  # errors before the first token keep their status
         return EventStream(_sse(turn, events, include_usage), headers=headers)
-    result = await turn.result()
+    result = await until_disconnected(request, turn.result())
     return JSONResponse(_completion_body(turn, result), headers=headers)
 
 
