@@ -8,17 +8,14 @@ Registered in tests/conftest.py through `pytest_plugins`. It skips when llama-cp
 from __future__ import annotations
 
 import importlib.util
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.helpers.process import free_port, start_and_wait, stop
 
 # What `llama-cpp-python[server]` adds (import names); uvicorn, fastapi, pydantic-settings and
 # PyYAML come with Pasture's own extras.
@@ -28,12 +25,6 @@ N_CTX = 2048
 # shared with other work two threads can be 100x slower than one (measured: 23.6 s against
 # 0.16 s for a 16-token answer while a parallel test run kept the cores busy).
 THREADS = 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LlamaServer:
@@ -71,36 +62,14 @@ class LlamaServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> LlamaServer:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"llama_cpp.server exited with {self.proc.returncode}: {self._log_tail()}"
-                )
-            try:
-                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"llama_cpp.server did not answer in {timeout}s: {self._log_tail()}")
+        self.proc = start_and_wait(
+            "llama_cpp.server", self.args, self.log, f"{self.base_url}/models", timeout=timeout
+        )
+        return self
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-    def _log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:]
+        stop(proc)
 
 
 @pytest.fixture(scope="session")
