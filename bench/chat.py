@@ -284,8 +284,8 @@ def run_api(http: httpx.Client, msgs: list[dict[str, str]], n: int) -> Sample:
     return Sample(total, u["completion_tokens"], None, u["prompt_tokens"])
 
 
-def run_api_stream(http: httpx.Client, msgs: list[dict[str, str]], n: int) -> Sample:
-    body = {
+def stream_body(msgs: list[dict[str, str]], n: int) -> dict[str, Any]:
+    return {
         "model": "default",
         "messages": msgs,
         "max_tokens": n,
@@ -293,6 +293,10 @@ def run_api_stream(http: httpx.Client, msgs: list[dict[str, str]], n: int) -> Sa
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+
+
+def run_api_stream(http: httpx.Client, msgs: list[dict[str, str]], n: int) -> Sample:
+    body = stream_body(msgs, n)
     t0 = time.perf_counter()
     first = None
     usage: dict[str, int] = {}
@@ -316,14 +320,7 @@ def run_api_stream(http: httpx.Client, msgs: list[dict[str, str]], n: int) -> Sa
 def run_api_stream_lite(http: httpx.Client, msgs: list[dict[str, str]], n: int) -> Sample:
     """The stream with as little client work as can be: raw bytes, JSON parsed only after
     the end. TTFT is when the first bytes holding a non-empty content delta arrive."""
-    body = {
-        "model": "default",
-        "messages": msgs,
-        "max_tokens": n,
-        "temperature": 0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body = stream_body(msgs, n)
     t0 = time.perf_counter()
     first = None
     parts: list[bytes] = []

@@ -17,7 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pasture.domain.chat import (
     ChatMessage,
@@ -83,7 +83,6 @@ class ChatTurn:
     rag_used: bool
     references: tuple[Reference, ...]
     _save: Callable[[str], None]
-    new_messages: list[ChatMessage] = field(default_factory=list)
 
     def _result(self, c: Completion) -> ChatResult:
         return ChatResult(
@@ -250,7 +249,6 @@ class ChatService:
             rag_used=rag,
             references=refs,
             _save=save,
-            new_messages=incoming,
         )
 
     # ------------------------------------------------------------------ sessions
@@ -421,25 +419,26 @@ def _fit(
         return [*head, *hist, *new[:-1], _with_sources(new[-1], kept)]
 
     kept = list(hits)
-    while kept and model.count_tokens(build([], kept)) > budget:
+    used = model.count_tokens(build([], kept))
+    while kept and used > budget:
         kept.pop()
-    base = build([], kept)
-    if history and model.count_tokens(base) <= budget:
+        used = model.count_tokens(build([], kept))
+    prompt = build([], kept)
+    if history and used <= budget:
         # Keep the longest recent suffix of whole turns that fits (binary search: the
-        # count is monotone in how much history is kept).
+        # count is monotone in how much history is kept). Each count is taken once.
         starts = [i for i, m in enumerate(history) if m.role == "user"] or [0]
-        starts.append(len(history))
+        starts.append(len(history))  # the last start keeps no history: `used` fits
+        counts = {len(starts) - 1: used}
         lo, hi = 0, len(starts) - 1  # index into starts: keep history[starts[i]:]
         while lo < hi:
             mid = (lo + hi) // 2
-            if model.count_tokens(build(history[starts[mid] :], kept)) <= budget:
+            counts[mid] = model.count_tokens(build(history[starts[mid] :], kept))
+            if counts[mid] <= budget:
                 hi = mid
             else:
                 lo = mid + 1
-        prompt = build(history[starts[lo] :], kept)
-    else:
-        prompt = base
-    used = model.count_tokens(prompt)
+        prompt, used = build(history[starts[lo] :], kept), counts[lo]
     room = ctx - used
     if room < MIN_COMPLETION_TOKENS:
         raise Invalid(

@@ -233,9 +233,6 @@ class LlamaCppChatModel(ChatModel):
         self._worker.shutdown(wait=True, cancel_futures=True)
         self._llm.close()
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "path": str(self.path), "context_length": self.context_length}
-
 
 def default_threads() -> int:
     return max(1, (os.cpu_count() or 2) // 2)

@@ -191,8 +191,12 @@ def _frame(obj: dict[str, Any] | str) -> bytes:
 async def _sse(
     turn: ChatTurn, events: AsyncIterator[TextDelta | ChatResult], include_usage: bool
 ) -> AsyncIterator[bytes]:
-    head = {"id": turn.id, "object": "chat.completion.chunk", "created": turn.created}
-    head["model"] = turn.model_config.name
+    head = {
+        "id": turn.id,
+        "object": "chat.completion.chunk",
+        "created": turn.created,
+        "model": turn.model_config.name,
+    }
     first = True
     try:
         async for ev in events:
