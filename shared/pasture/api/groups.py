@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter
 
 LF = "/v1/projects/{namespace}/{project}"
+RF = "/api/v1"  # RAGFlow; its singular-path draft shares the handlers
 
 
 @dataclass(frozen=True)
@@ -46,20 +47,29 @@ GROUPS: tuple[Group, ...] = (
     ),
     Group(
         "datasets",
-        ("pasture.api.llamafarm.datasets:router",),
-        (f"{LF}/datasets",),
+        (
+            "pasture.api.llamafarm.datasets:router",
+            "pasture.api.ragflow.datasets:router",
+            "pasture.api.ragflow.documents:router",
+        ),
+        (f"{LF}/datasets", f"{RF}/datasets", f"{RF}/dataset"),
         frozenset({"records", "blobs", "search_index", "workflow", "embedder"}),
     ),
     Group(
         "retrieval",
-        ("pasture.api.llamafarm.rag:router",),
-        (f"{LF}/rag",),
-        frozenset({"records", "search_index", "embedder"}),
+        ("pasture.api.llamafarm.rag:router", "pasture.api.ragflow.retrieval:router"),
+        (f"{LF}/rag", f"{RF}/retrieval", f"{RF}/dataset/{{dataset_id}}/retrieval"),
+        # RAGFlow's `keyword: true` asks the chat model for extra keywords.
+        frozenset({"records", "search_index", "embedder", "chat_model"}),
     ),
     Group(
         "chat",
-        ("pasture.api.llamafarm.chat:router",),
-        (f"{LF}/chat", f"{LF}/models"),
+        (
+            "pasture.api.llamafarm.chat:router",
+            "pasture.api.ragflow.chats:router",
+            "pasture.api.ragflow.agents:router",
+        ),
+        (f"{LF}/chat", f"{LF}/models", f"{RF}/chats", f"{RF}/chat", f"{RF}/agents"),
         frozenset({"records", "search_index", "embedder", "chat_model"}),
         streams=True,
     ),
@@ -68,6 +78,12 @@ GROUPS: tuple[Group, ...] = (
         ("pasture.api.llamafarm.tasks:router",),
         (f"{LF}/tasks",),
         frozenset({"records", "workflow"}),
+    ),
+    Group(
+        "accounts",
+        ("pasture.api.ragflow.accounts:router",),
+        ("/v1/user", "/v1/system"),
+        frozenset({"records"}),
     ),
 )
 
