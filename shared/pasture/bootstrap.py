@@ -22,13 +22,16 @@ from pasture.ports import (
     Tokenizer,
     Workflow,
 )
+from pasture.services.accounts import AccountService
 from pasture.services.chat import ChatService
+from pasture.services.chunks import ChunkService
 from pasture.services.datasets import DatasetService
 from pasture.services.ingestion import INGEST, IngestionService
 from pasture.services.models import SERVER_DEFAULT, ModelCatalog, ModelFactory
 from pasture.services.projects import ProjectService
 from pasture.services.retrieval import RetrievalService
 from pasture.services.tenancy import Authenticator
+from pasture.services.tenant_datasets import TenantDatasets
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,11 @@ class Container:
     projects: ProjectService
     datasets: DatasetService
     ingestion: IngestionService
+    tenant_datasets: TenantDatasets
+    chunks: ChunkService
     retrieval: RetrievalService
     chat: ChatService
+    accounts: AccountService
     _closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -195,6 +201,8 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         default_chunking=ChunkingSpec(settings.default_chunk_size, settings.default_chunk_overlap),
     )
     handlers[INGEST] = ingestion.handle
+    tenant_datasets = TenantDatasets(datasets, ingestion, embedder.name)
+    chunks = ChunkService(index, embedder, tokenizer, datasets, tenant_datasets)
     retrieval = RetrievalService(
         index,
         embedder,
@@ -213,6 +221,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         session_ttl=settings.chat_session_ttl_seconds,
         session_max_messages=settings.chat_session_max_messages,
     )
+    accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
     if settings.chat_preload:
         catalog.load(SERVER_DEFAULT)
     container = Container(
@@ -223,12 +232,20 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         embedder=embedder,
         tokenizer=tokenizer,
         workflow=workflow,
-        authenticator=Authenticator(settings.consumer_keys(), open_tenant=settings.open_tenant),
+        authenticator=Authenticator(
+            settings.consumer_keys(),
+            open_tenant=settings.open_tenant,
+            # Keys minted by RAGFlow accounts count only while accounts are enabled.
+            lookup=accounts.tenant_for_key if settings.accounts_enabled else None,
+        ),
         projects=projects,
         datasets=datasets,
         ingestion=ingestion,
+        tenant_datasets=tenant_datasets,
+        chunks=chunks,
         retrieval=retrieval,
         chat=chat,
+        accounts=accounts,
     )
     workflow.start_workers()
     container._closers += [db.close, index.close, workflow.stop, lambda: _close_models(catalog)]

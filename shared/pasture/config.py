@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     api_keys: str = ""
     api_keys_file: Path | None = None
     open_tenant: str = "local"
+    # RAGFlow's self-service accounts (/v1/user/register, /v1/user/login, /v1/system/new_token):
+    # unset means on with the local backend, off with aws. See `accounts_enabled`.
+    ragflow_accounts: bool | None = None
+    ragflow_session_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
 
     # Uploads and ingestion.
     max_upload_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
@@ -124,6 +128,13 @@ class Settings(BaseSettings):
     @property
     def open_mode(self) -> bool:
         return not self.consumer_keys()
+
+    @property
+    def accounts_enabled(self) -> bool:
+        """RAGFlow accounts: the explicit setting, else on only in local mode."""
+        if self.ragflow_accounts is not None:
+            return self.ragflow_accounts
+        return self.backend == "local"
 
 
 @lru_cache

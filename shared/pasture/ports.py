@@ -115,6 +115,42 @@ class SearchIndex(ABC):
     @abstractmethod
     def count(self, tenant: str, dataset_id: str) -> int: ...
 
+    # Chunk-level reads and edits (an edit is an `upsert` of the same chunk id).
+    @abstractmethod
+    def list_chunks(
+        self,
+        tenant: str,
+        dataset_id: str,
+        document_id: str,
+        *,
+        keywords: str | None,
+        chunk_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[IndexedChunk]]:
+        """One document's chunks in reading order: metadata `chunk_index` ascending (chunks
+        without a numeric one after those with it, in insertion order: the order of their
+        latest upsert), then chunk id.
+
+        `keywords` keeps chunks whose text contains it, case-insensitive (a plain substring,
+        not FTS syntax: any characters are safe, `%` and `_` match themselves); None or ""
+        keeps all. `chunk_id` keeps only that chunk. Returns (total matching, the page
+        [offset:offset+limit]), paged by the store, not in memory; returned chunks may carry
+        an empty vector (np.zeros((0,), float32)). Negative offset or limit: ValueError.
+        """
+
+    @abstractmethod
+    def get_chunks(
+        self, tenant: str, dataset_id: str, chunk_ids: Sequence[str]
+    ) -> dict[str, IndexedChunk]:
+        """The stored chunks with these ids in this tenant's dataset, WITH their vectors; ids
+        that are not there (or belong to another tenant/dataset) are simply absent."""
+
+    @abstractmethod
+    def delete_chunks(self, tenant: str, dataset_id: str, chunk_ids: Sequence[str]) -> int:
+        """Remove these chunks (only those of this tenant and dataset) from every structure
+        that `query` reads; returns how many were removed. Unknown ids are ignored."""
+
     # Primitives for `query`. All of them apply tenant, dataset, document and metadata filters.
     @abstractmethod
     def _keyword_candidates(self, q: SearchQuery, k: int) -> dict[str, float]:

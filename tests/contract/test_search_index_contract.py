@@ -501,3 +501,264 @@ def test_filter_matching_only_chunks_far_from_the_query(
         q(vector=vec(1, axis=5), mode=RetrievalMode.VECTOR, metadata_filters={"flag": True})
     )
     assert ids(hits) == ["far-2", "far-1"]
+
+
+# --------------------------------------------------------------------------- chunk reads and edits
+
+
+def listed(
+    ix: SearchIndex,
+    doc: str,
+    *,
+    tenant: str = TENANT,
+    dataset: str = DS,
+    keywords: str | None = None,
+    chunk_id: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> tuple[int, list[str]]:
+    """(total, chunk ids of the page) of `list_chunks`."""
+    total, page = ix.list_chunks(
+        tenant, dataset, doc, keywords=keywords, chunk_id=chunk_id, offset=offset, limit=limit
+    )
+    for c in page:  # every listed chunk is really of the scope asked for
+        assert (c.tenant, c.dataset_id, c.document_id) == (tenant, dataset, doc)
+    return total, [c.chunk_id for c in page]
+
+
+# (chunk id, chunk_index or None), in upsert order. Reading order: by chunk_index (numeric,
+# so 10 after 2; ties by chunk id), then the ones without it in the order they came in.
+BOOK = [
+    ("n-zeta", None),
+    ("p2", 2),
+    ("n-alpha", None),
+    ("p10", 10),
+    ("p0", 0),
+    ("p1-b", 1),
+    ("n-mu", None),
+    ("p1-a", 1),
+]
+BOOK_ORDER = ["p0", "p1-a", "p1-b", "p2", "p10", "n-zeta", "n-alpha", "n-mu"]
+
+
+def book_chunk(cid: str, chunk_index: int | None, text: str | None = None) -> IndexedChunk:
+    meta: dict[str, Scalar] = {} if chunk_index is None else {"chunk_index": chunk_index}
+    return chunk(
+        cid, text or f"Book passage {cid}.", vec(1, 0.3, axis=len(cid)), doc="book", **meta
+    )
+
+
+@pytest.fixture
+def book(index: SearchIndex) -> SearchIndex:
+    """The corpus plus document "book" (BOOK), upserted one chunk at a time."""
+    for cid, chunk_index in BOOK:
+        index.upsert([book_chunk(cid, chunk_index)])
+    return index
+
+
+def test_list_chunks_in_reading_order(book: SearchIndex) -> None:
+    assert listed(book, "book") == (8, BOOK_ORDER)
+    # One batch keeps its order too; other documents list only their own chunks.
+    assert listed(book, "earth") == (2, ["volcano", "tides"])
+    assert listed(book, "no-such-doc") == (0, [])
+
+
+def test_list_chunks_pages_with_totals(book: SearchIndex) -> None:
+    pages = [listed(book, "book", offset=o, limit=3) for o in (0, 3, 6)]
+    assert [total for total, _ in pages] == [8, 8, 8]
+    assert [p for _, p in pages] == [BOOK_ORDER[0:3], BOOK_ORDER[3:6], BOOK_ORDER[6:]]
+    assert listed(book, "book", offset=2, limit=1) == (8, ["p1-b"])
+    assert listed(book, "book", offset=8, limit=3) == (8, [])
+    assert listed(book, "book", offset=100, limit=3) == (8, [])
+    assert listed(book, "book", limit=0) == (8, [])
+    # Filters count before paging.
+    assert listed(book, "book", keywords="passage n-", offset=1, limit=1) == (3, ["n-alpha"])
+    for offset, limit in ((-1, 3), (0, -1)):
+        with pytest.raises(ValueError):
+            listed(book, "book", offset=offset, limit=limit)
+
+
+KEYWORD_TEXTS = {
+    "pct": "Growth was 100% now.",
+    "pct-word": "Growth was 100 percent now.",
+    "under": "Call snake_case here.",
+    "under-x": "Call snakeXcase here.",
+    "backslash": "Path dir\\sub end.",
+    "no-backslash": "Path dirsub end.",
+    "quotes": 'She said "QUOTED" or not; NEAR(x) * ^y',
+    "umlaut": "ÄRGER im Büro.",
+    "plain": "Nothing special here.",
+}
+
+
+@pytest.mark.parametrize(
+    ("keywords", "expected"),
+    [
+        ("growth WAS", {"pct", "pct-word"}),  # case-insensitive
+        ("100% now", {"pct"}),  # `%` is a literal: as a wildcard it would match pct-word too
+        ("%", {"pct"}),
+        ("snake_case", {"under"}),  # `_` likewise
+        ("_", {"under"}),
+        ("dir\\sub", {"backslash"}),  # an escape character is a literal too
+        ('"quoted" OR not; near(x) * ^', {"quotes"}),  # FTS syntax is plain text
+        ("ärger IM bÜro", {"umlaut"}),  # non-ASCII case folding
+        ("here.", {"under", "under-x", "plain"}),
+        ("xylophone", set()),
+        ("", set(KEYWORD_TEXTS)),
+    ],
+)
+def test_list_chunks_keyword_filter_is_a_literal_substring(
+    make_index: Callable[[], SearchIndex], keywords: str, expected: set[str]
+) -> None:
+    ix = make_index()
+    ix.upsert([chunk(cid, text, vec(1), doc="kw") for cid, text in KEYWORD_TEXTS.items()])
+    ix.upsert([chunk("elsewhere", "Growth was 100% now.", vec(1), doc="other-doc")])
+    total, page = listed(ix, "kw", keywords=keywords)
+    assert set(page) == expected
+    assert total == len(expected)
+
+
+def test_list_chunks_by_chunk_id(book: SearchIndex) -> None:
+    assert listed(book, "animals", chunk_id="dogs") == (1, ["dogs"])
+    assert listed(book, "book", chunk_id="p10") == (1, ["p10"])
+    assert listed(book, "space", chunk_id="dogs") == (0, [])  # not of that document
+    assert listed(book, "animals", chunk_id="no-such-chunk") == (0, [])
+    # With keywords both must hold.
+    assert listed(book, "animals", chunk_id="dogs", keywords="LOYAL") == (1, ["dogs"])
+    assert listed(book, "animals", chunk_id="dogs", keywords="purr") == (0, [])
+    total, (found,) = book.list_chunks(
+        TENANT, DS, "animals", keywords=None, chunk_id="cats", offset=0, limit=10
+    )
+    assert total == 1
+    assert found.text == "Cats are small domesticated felines that purr and chase mice."
+    assert dict(found.metadata) == {"topic": "animals", "year": 2020, "public": True}
+
+
+def test_get_chunks_returns_the_stored_vectors(index: SearchIndex) -> None:
+    wanted = ["tides", "cats", "missing", "cats"]
+    got = index.get_chunks(TENANT, DS, wanted)
+    assert set(got) == {"tides", "cats"}
+    for original in corpus():
+        if original.chunk_id not in got:
+            continue
+        c = got[original.chunk_id]
+        assert (c.chunk_id, c.tenant, c.dataset_id, c.document_id, c.text) == (
+            original.chunk_id,
+            TENANT,
+            DS,
+            original.document_id,
+            original.text,
+        )
+        assert dict(c.metadata) == dict(original.metadata)
+        assert np.asarray(c.vector).dtype == np.float32
+        np.testing.assert_allclose(c.vector, original.vector, rtol=0, atol=1e-6)
+    assert index.get_chunks(TENANT, DS, []) == {}
+    assert set(index.get_chunks(TENANT, DS, [c.chunk_id for c in corpus()])) == set(VECTORS)
+
+
+def test_chunk_reads_and_deletes_are_scoped(index: SearchIndex) -> None:
+    index.upsert(corpus(tenant="globex", prefix="g-"))
+    index.upsert(corpus(dataset="other", prefix="o-"))
+    # list
+    assert listed(index, "animals") == (2, ["cats", "dogs"])
+    assert listed(index, "animals", tenant="globex") == (2, ["g-cats", "g-dogs"])
+    assert listed(index, "animals", dataset="other") == (2, ["o-cats", "o-dogs"])
+    assert listed(index, "animals", tenant="nobody") == (0, [])
+    assert listed(index, "animals", dataset="nowhere") == (0, [])
+    assert listed(index, "animals", tenant="globex", chunk_id="cats") == (0, [])
+    # get
+    everyone = ["cats", "g-cats", "o-cats"]
+    assert set(index.get_chunks(TENANT, DS, everyone)) == {"cats"}
+    assert set(index.get_chunks("globex", DS, everyone)) == {"g-cats"}
+    assert set(index.get_chunks(TENANT, "other", everyone)) == {"o-cats"}
+    assert index.get_chunks("nobody", DS, everyone) == {}
+    # delete
+    assert index.delete_chunks("globex", DS, ["cats", "o-cats"]) == 0
+    assert index.delete_chunks(TENANT, "other", ["cats", "g-cats"]) == 0
+    assert index.delete_chunks("nobody", DS, everyone) == 0
+    assert (index.count(TENANT, DS), index.count("globex", DS), index.count(TENANT, "other")) == (
+        6,
+        6,
+        6,
+    )
+    assert index.delete_chunks(TENANT, DS, everyone) == 1
+    assert set(index.get_chunks(TENANT, DS, everyone)) == set()
+    assert set(index.get_chunks("globex", DS, everyone)) == {"g-cats"}
+    assert set(index.get_chunks(TENANT, "other", everyone)) == {"o-cats"}
+    assert (index.count(TENANT, DS), index.count("globex", DS), index.count(TENANT, "other")) == (
+        5,
+        6,
+        6,
+    )
+
+
+def test_delete_chunks_removes_them_from_every_read(index: SearchIndex) -> None:
+    survivors = {"dogs", "rockets", "bread", "tides"}
+    assert index.delete_chunks(TENANT, DS, ["cats", "volcano", "missing", "cats"]) == 2
+    assert index.count(TENANT, DS) == 4
+    assert listed(index, "animals") == (1, ["dogs"])
+    assert listed(index, "earth", keywords="lava") == (0, [])
+    assert index.get_chunks(TENANT, DS, ["cats", "volcano"]) == {}
+    for text in ("purr felines", "molten lava"):
+        assert index.query(q(text, mode=RetrievalMode.KEYWORD)) == [], text
+    for deleted in ("cats", "volcano"):
+        # The deleted chunk's own vector no longer finds it, however few candidates.
+        for candidates in (1, 100):
+            hits = index.query(
+                q(
+                    vector=VECTORS[deleted],
+                    mode=RetrievalMode.VECTOR,
+                    top_k=6,
+                    candidates=candidates,
+                )
+            )
+            assert deleted not in ids(hits)
+            assert len(hits) == min(candidates, 4)
+    for mode in ALL_MODES:
+        assert set(ids(index.query(any_mode_query(mode)))) == survivors, mode
+    assert index.delete_chunks(TENANT, DS, ["cats", "volcano"]) == 0
+    assert index.delete_chunks(TENANT, DS, []) == 0
+    # Deleting every chunk empties the dataset, which can be filled again.
+    assert index.delete_chunks(TENANT, DS, sorted(survivors)) == 4
+    assert index.count(TENANT, DS) == 0
+    for mode in ALL_MODES:
+        assert index.query(any_mode_query(mode)) == [], mode
+    index.upsert(corpus())
+    assert ids(index.query(q(vector=VECTORS["cats"], mode=RetrievalMode.VECTOR, top_k=1))) == [
+        "cats"
+    ]
+
+
+def test_upsert_edits_a_chunk_everywhere(book: SearchIndex) -> None:
+    """An edit (upsert of the same id) replaces text, metadata and vector in every read."""
+    new_vector = vec(1, axis=7)
+    book.upsert([book_chunk("p1-a", 1, text="Quokkas edited this passage.")])
+    book.upsert([replace_vector(book_chunk("p2", 2), new_vector)])
+    # The position follows chunk_index, so an edit keeps it.
+    assert listed(book, "book") == (8, BOOK_ORDER)
+    assert book.count(TENANT, DS) == 14
+    assert listed(book, "book", keywords="QUOKKAS") == (1, ["p1-a"])
+    assert listed(book, "book", keywords="passage p1-a") == (0, [])
+    assert ids(book.query(q("quokkas", mode=RetrievalMode.KEYWORD))) == ["p1-a"]
+    # The old text ("Book passage p1-a.") is gone from the keyword side.
+    assert ids(book.query(q("p1", mode=RetrievalMode.KEYWORD, top_k=10))) == ["p1-b"]
+    got = book.get_chunks(TENANT, DS, ["p1-a", "p2"])
+    assert got["p1-a"].text == "Quokkas edited this passage."
+    np.testing.assert_allclose(got["p2"].vector, new_vector, rtol=0, atol=1e-6)
+    hits = book.query(q(vector=new_vector, mode=RetrievalMode.VECTOR, top_k=1, candidates=1))
+    assert ids(hits) == ["p2"]
+    assert hits[0].vector_score == pytest.approx(1.0, abs=1e-5)
+    # Metadata is replaced as a whole: without chunk_index the chunk moves behind the others.
+    book.upsert([book_chunk("p0", None)])
+    assert listed(book, "book")[1] == [*BOOK_ORDER[1:], "p0"]
+    assert dict(book.get_chunks(TENANT, DS, ["p0"])["p0"].metadata) == {}
+    # Moving a chunk to another document moves it between the lists.
+    book.upsert([chunk("p10", "Now in the appendix.", vec(1, axis=2), doc="appendix")])
+    assert "p10" not in listed(book, "book")[1]
+    assert listed(book, "appendix") == (1, ["p10"])
+
+
+def replace_vector(c: IndexedChunk, vector: np.ndarray) -> IndexedChunk:
+    return IndexedChunk(
+        c.chunk_id, c.tenant, c.dataset_id, c.document_id, c.text, vector, c.metadata
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pytest
@@ -29,6 +29,27 @@ class FixedIndex(SearchIndex):
 
     def count(self, tenant: str, dataset_id: str) -> int:
         return len(SCORES)
+
+    def list_chunks(
+        self,
+        tenant: str,
+        dataset_id: str,
+        document_id: str,
+        *,
+        keywords: str | None,
+        chunk_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[IndexedChunk]]:
+        raise AssertionError
+
+    def get_chunks(
+        self, tenant: str, dataset_id: str, chunk_ids: Sequence[str]
+    ) -> dict[str, IndexedChunk]:
+        raise AssertionError
+
+    def delete_chunks(self, tenant: str, dataset_id: str, chunk_ids: Sequence[str]) -> int:
+        raise AssertionError
 
     def _keyword_candidates(self, q: SearchQuery, k: int) -> dict[str, float]:
         self.calls.append("kw")

@@ -437,3 +437,63 @@ def test_an_unflushed_crash_heals_on_reopen(
     ix._stop.set()  # no close(): as if the process died
     ix = reopen(paths, opened)
     assert_finds_all(ix, data)
+
+
+def test_delete_chunks_removes_their_vectors_from_graph_and_file(
+    paths: Paths, opened: list[SqliteSearchIndex], rng: np.random.Generator
+) -> None:
+    data = chunks("a", unit(rng, 30))
+    gone, kept = [data[3], data[7]], [c for c in data if c.chunk_id not in {"a3", "a7"}]
+    ix = reopen(paths, opened)
+    ix.upsert(data)
+    ix.flush()
+    assert ix.delete_chunks(T, DS, ["a3", "a7"]) == 2
+    for c in gone:
+        assert c.chunk_id not in {h.chunk_id for h in ix.query(vq(c.vector, top_k=30))}
+    ix.flush()  # the graph lost the vectors, so its saved file holds just the rows left
+    assert paths.file_keys() == paths.row_ids()
+    assert len(paths.row_ids()) == 28
+    ix.close()
+    ix = reopen(paths, opened)
+    assert_finds_all(ix, kept)
+    for c in gone:
+        hits = ix.query(vq(c.vector, top_k=30, candidates=3))
+        assert c.chunk_id not in {h.chunk_id for h in hits}
+    # Deleting the last chunks of a partition removes its file.
+    assert ix.delete_chunks(T, DS, [c.chunk_id for c in kept]) == 28
+    ix.flush()
+    assert paths.index_files() == []
+    assert ix.query(vq(data[0].vector, top_k=30)) == []
+
+
+def test_delete_chunks_of_a_partition_not_loaded_yet(
+    paths: Paths, opened: list[SqliteSearchIndex], rng: np.random.Generator
+) -> None:
+    data = chunks("a", unit(rng, 10))
+    ix = reopen(paths, opened)
+    ix.upsert(data)
+    ix.close()
+    ix = reopen(paths, opened)  # nothing loaded: the delete loads the graph first
+    assert ix.delete_chunks(T, DS, ["a0"]) == 1
+    assert "a0" not in {h.chunk_id for h in ix.query(vq(data[0].vector, top_k=10))}
+    ix.flush()
+    assert paths.file_keys() == paths.row_ids()
+    assert_finds_all(ix, data[1:])
+
+
+def test_list_chunks_keywords_use_full_unicode_case_folding(
+    paths: Paths, opened: list[SqliteSearchIndex], rng: np.random.Generator
+) -> None:
+    ix = reopen(paths, opened)
+    texts = ["Die Straße ist lang.", "ΣΟΦΙΑ und Ölpreis", "plain ascii"]
+    v = unit(rng, 1)[0]
+    ix.upsert([IndexedChunk(f"c{i}", T, DS, "doc", t, v) for i, t in enumerate(texts)])
+
+    def found(keywords: str) -> list[str]:
+        _, page = ix.list_chunks(T, DS, "doc", keywords=keywords, chunk_id=None, offset=0, limit=10)
+        return [c.chunk_id for c in page]
+
+    assert found("STRASSE") == ["c0"]  # casefold, not just lower(): ß folds to ss
+    assert found("σοφια") == ["c1"]  # ASCII-only lower()/LIKE would miss both of these
+    assert found("ölPREIS") == ["c1"]
+    assert found("PLAIN") == ["c2"]

@@ -30,6 +30,14 @@ class Dataset:
     database: str
     data_processing_strategy: str
     created_at: float
+    # Tenant-level datasets (RAGFlow's view) have no project: namespace, project, database and
+    # strategy are "" and `settings` holds their parsing and retrieval settings.
+    settings: dict[str, Any] = field(default_factory=dict)
+    updated_at: float = 0.0
+
+    @property
+    def in_project(self) -> bool:
+        return bool(self.project)
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,8 @@ class DatasetService:
 
     # ------------------------------------------------------------------ datasets
 
-    def _to_dataset(self, tenant: str, d: dict[str, Any]) -> Dataset:
+    @staticmethod
+    def _to_dataset(tenant: str, d: dict[str, Any]) -> Dataset:
         return Dataset(
             tenant,
             d["id"],
@@ -117,6 +126,8 @@ class DatasetService:
             d["database"],
             d["data_processing_strategy"],
             d["created_at"],
+            dict(d.get("settings") or {}),
+            d.get("updated_at", d["created_at"]),
         )
 
     def list_datasets(self, tenant: str, namespace: str, project: str) -> list[Dataset]:
@@ -204,24 +215,28 @@ class DatasetService:
     ) -> tuple[Dataset, list[Document]]:
         ds = self.get(tenant, namespace, project, name)
         docs = self.documents(tenant, ds.id)
-        self._purge(ds, docs)
+        self.purge(ds, docs)
         return ds, docs
 
-    def _purge(self, ds: Dataset, docs: list[Document]) -> None:
-        # Name last: until it is gone a retry finds the dataset and finishes the job.
+    def purge(self, ds: Dataset, docs: list[Document]) -> None:
+        """Delete a dataset with everything in it. The name goes last: until it is gone a
+        retry finds the dataset and finishes the job."""
         self._index.delete_dataset(ds.tenant, ds.id)
         for d in docs:
             self._blobs.delete(keys.blob(ds.id, d.id))
             self._records.delete(keys.documents(ds.tenant, ds.id), d.id)
         self._blobs.delete_prefix(f"datasets/{ds.id}/")
         self._records.delete(keys.datasets(ds.tenant), ds.id)
-        self._records.delete(keys.dataset_names(ds.tenant, ds.namespace, ds.project), ds.name)
+        if ds.in_project:
+            self._records.delete(keys.dataset_names(ds.tenant, ds.namespace, ds.project), ds.name)
+        else:
+            self._records.delete(keys.tenant_dataset_names(ds.tenant), ds.name.lower())
 
     def delete_project(self, tenant: str, namespace: str, project: str) -> Project:
         """Really deletes: datasets, files, chunks, tasks, then the project itself."""
         proj = self._projects.get(tenant, namespace, project)
         for ds in self.list_datasets(tenant, namespace, project):
-            self._purge(ds, self.documents(tenant, ds.id))
+            self.purge(ds, self.documents(tenant, ds.id))
         for t in self._records.query(keys.tasks(tenant, namespace, project), "", limit=None):
             self._records.delete(t.pk, t.sk)
         self._projects.delete_record(tenant, namespace, project)
@@ -255,6 +270,16 @@ class DatasetService:
         content_type: str | None = None,
     ) -> UploadResult:
         ds = self.get(tenant, namespace, project, dataset)
+        return self.upload_to(tenant, ds, filename, stream, content_type)
+
+    def upload_to(
+        self,
+        tenant: str,
+        ds: Dataset,
+        filename: str | None,
+        stream: BinaryIO,
+        content_type: str | None = None,
+    ) -> UploadResult:
         name = clean_filename(filename)
         # One pass to hash and bound the size; the spool is on disk past 8 MB.
         with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as spool:
@@ -298,8 +323,64 @@ class DatasetService:
         doc = self.document(tenant, ds.id, doc_id)
         if doc is None:
             raise NotFound(f"File {doc_id} not found in dataset {dataset}")
-        self._index.delete_document(tenant, ds.id, doc_id)
-        self._records.delete(keys.documents(tenant, ds.id), doc_id)
-        if remove_from_disk:
-            self._blobs.delete(keys.blob(ds.id, doc_id))
+        self.remove_document(tenant, doc, remove_blob=remove_from_disk)
         return doc
+
+    def remove_document(self, tenant: str, doc: Document, *, remove_blob: bool) -> None:
+        # Chunks first: a crash after this leaves a record a retry can remove again.
+        self._index.delete_document(tenant, doc.dataset_id, doc.id)
+        self._records.delete(keys.documents(tenant, doc.dataset_id), doc.id)
+        if remove_blob:
+            self._blobs.delete(keys.blob(doc.dataset_id, doc.id))
+
+    def drop_chunks(self, tenant: str, doc: Document) -> None:
+        self._index.delete_document(tenant, doc.dataset_id, doc.id)
+
+    def discard(self, ds: Dataset) -> None:
+        """Remove a dataset record that never got its name (a lost uniqueness race)."""
+        self._records.delete(keys.datasets(ds.tenant), ds.id)
+
+    def open_document(self, tenant: str, doc: Document) -> BinaryIO:
+        return self._blobs.open(keys.blob(doc.dataset_id, doc.id))
+
+    # ------------------------------------------------------------------ by id (tenant-wide)
+
+    def by_id(self, tenant: str, dataset_id: str) -> Dataset | None:
+        rec = self._records.get(keys.datasets(tenant), dataset_id)
+        return self._to_dataset(tenant, dict(rec.data)) if rec else None
+
+    def all_datasets(self, tenant: str) -> list[Dataset]:
+        """Every dataset of the tenant (one partition query)."""
+        return [
+            self._to_dataset(tenant, dict(r.data))
+            for r in self._records.query(keys.datasets(tenant), "", limit=None)
+        ]
+
+    def put_dataset(self, ds: Dataset) -> None:
+        self._records.put(
+            Record(keys.datasets(ds.tenant), ds.id, _dataset_data(ds)), if_absent=False
+        )
+
+    def claim_name(self, tenant: str, name: str, dataset_id: str) -> None:
+        """Tenant-wide, case-insensitive unique names of tenant-level datasets (conditional put)."""
+        self._records.put(
+            Record(keys.tenant_dataset_names(tenant), name.lower(), {"dataset_id": dataset_id}),
+            if_absent=True,
+        )
+
+    def release_name(self, tenant: str, name: str) -> None:
+        self._records.delete(keys.tenant_dataset_names(tenant), name.lower())
+
+
+def _dataset_data(ds: Dataset) -> dict[str, Any]:
+    return {
+        "id": ds.id,
+        "name": ds.name,
+        "namespace": ds.namespace,
+        "project": ds.project,
+        "database": ds.database,
+        "data_processing_strategy": ds.data_processing_strategy,
+        "created_at": ds.created_at,
+        "updated_at": ds.updated_at or ds.created_at,
+        "settings": ds.settings,
+    }

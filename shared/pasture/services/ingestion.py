@@ -200,6 +200,64 @@ class IngestionService:
             details=details,
         )
 
+    def parse(
+        self,
+        tenant: str,
+        ds: Dataset,
+        docs: Sequence[Document],
+        strategies: Mapping[str, DataProcessingStrategy],
+    ) -> str:
+        """Parse these documents of a tenant-level dataset (RAGFlow's "parse"): each goes
+        RUNNING at once, its old chunks are dropped, and one run processes them all with each
+        document's own strategy. Returns the run id."""
+        run_id = uuid.uuid4().hex
+        for d in docs:
+            self._index.delete_document(tenant, ds.id, d.id)
+            self._datasets.save_document(
+                tenant,
+                replace(
+                    d,
+                    status=DocStatus.RUNNING,
+                    progress=0.0,
+                    message="Task is queued...",
+                    chunk_count=0,
+                    token_count=0,
+                    run_id=run_id,
+                    updated_at=time.time(),
+                    extra={**d.extra, "process_begin_at": time.time()},
+                ),
+            )
+        first = next(iter(strategies.values()))
+        payload = {
+            "dataset_id": ds.id,
+            "strategy": first.model_dump(mode="json"),
+            "doc_strategies": {k: v.model_dump(mode="json") for k, v in strategies.items()},
+            "skipped": [],
+        }
+        self._workflow.start(RunSpec(run_id, INGEST, tenant, tuple(d.id for d in docs), payload))
+        return run_id
+
+    def stop(self, tenant: str, docs: Sequence[Document]) -> None:
+        """Stop parsing these documents: each ends CANCEL with no chunks. A batch already
+        working on one notices before it indexes (and takes back what it indexed)."""
+        for d in docs:
+            if d.status != DocStatus.RUNNING:
+                raise Invalid("Can't stop parsing document with progress at 0 or 100")
+        for d in docs:
+            self._datasets.save_document(
+                tenant,
+                replace(
+                    d,
+                    status=DocStatus.CANCEL,
+                    progress=0.0,
+                    message="Stopped by user.",
+                    chunk_count=0,
+                    token_count=0,
+                    updated_at=time.time(),
+                ),
+            )
+            self._index.delete_document(tenant, d.dataset_id, d.id)
+
     def task(self, tenant: str, namespace: str, project: str, task_id: str) -> TaskView:
         self._projects.config(tenant, namespace, project)  # raises NotFound
         if self._records.get(keys.tasks(tenant, namespace, project), task_id) is None:
@@ -279,6 +337,7 @@ class IngestionService:
                     "chunk_index": c.index,
                     "token_count": c.token_count,
                     "parser": p.parser,
+                    "available": True,
                 },
             )
             for i, c in enumerate(p.chunks)
@@ -290,6 +349,8 @@ class IngestionService:
         current = self._datasets.document(tenant, doc.dataset_id, doc.id)
         if current is None:  # removed while we worked
             return doc
+        if current.status == DocStatus.CANCEL:  # stopped: nothing in this run moves it on
+            return current
         new = replace(current, updated_at=time.time(), **changes)
         self._datasets.save_document(tenant, new)
         return new
@@ -301,9 +362,14 @@ class IngestionService:
     ) -> Mapping[str, ItemOutcome]:
         tenant = spec.tenant
         ds_id = spec.payload["dataset_id"]
-        strategy = DataProcessingStrategy.model_validate(spec.payload["strategy"])
+        default_strategy = DataProcessingStrategy.model_validate(spec.payload["strategy"])
+        per_doc = spec.payload.get("doc_strategies") or {}
         out: dict[str, ItemOutcome] = {}
         ready: list[Prepared] = []
+
+        def stopped(doc_id: str) -> bool:
+            cur = self._datasets.document(tenant, ds_id, doc_id)
+            return cur is not None and cur.status == DocStatus.CANCEL and cur.run_id == spec.run_id
 
         def fail(doc: Document, message: str) -> None:
             self._mark(tenant, doc, status=DocStatus.FAIL, progress=1.0, message=message)
@@ -314,10 +380,15 @@ class IngestionService:
             if doc is None:
                 out[doc_id] = ItemOutcome(False, {"status": "failed", "error": "file was removed"})
                 continue
-            if cancelled():
+            if cancelled() or stopped(doc_id):
                 self._mark(tenant, doc, status=DocStatus.CANCEL, message="cancelled")
                 out[doc_id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
                 continue
+            strategy = (
+                DataProcessingStrategy.model_validate(per_doc[doc_id])
+                if doc_id in per_doc
+                else default_strategy
+            )
             doc = self._mark(
                 tenant,
                 doc,
@@ -350,7 +421,7 @@ class IngestionService:
         for p in ready:
             n = len(p.chunks)
             vecs, offset = vectors[offset : offset + n], offset + n
-            if cancelled():
+            if cancelled() or stopped(p.doc.id):
                 self._mark(tenant, p.doc, status=DocStatus.CANCEL, message="cancelled")
                 out[p.doc.id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
                 continue
@@ -359,6 +430,10 @@ class IngestionService:
             except Exception as exc:
                 log.exception("indexing %s failed", p.doc.filename)
                 fail(p.doc, f"indexing failed: {type(exc).__name__}")
+                continue
+            if stopped(p.doc.id):  # stopped while indexing: take back what went in
+                self._index.delete_document(tenant, ds_id, p.doc.id)
+                out[p.doc.id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
                 continue
             if self._datasets.document(tenant, ds_id, p.doc.id) is None:
                 # Removed while processing: take back what we just indexed.

@@ -7,9 +7,26 @@ Every partition key starts with the tenant, so no query can cross tenants.
 | project             | T#<t>#NS#<ns>               | <project>   |
 | dataset             | T#<t>#DATASET               | <id>        |
 | dataset name -> id  | T#<t>#P#<ns>/<project>#DS   | <name>      |
+| tenant-level dataset name (lowercased) -> id | T#<t>#DSNAME | <name> |
+| chat assistant      | T#<t>#ASSISTANT             | <id>        |
+| assistant name      | T#<t>#ASSISTANTNAME         | <name, lowercased> |
+| agent               | T#<t>#AGENT                 | <id>        |
+| conversation (assistant or agent session) | T#<t>#CONV#<owner id> | <session id> |
 | document            | T#<t>#DOC#<dataset id>      | <sha256>    |
 | task                | T#<t>#P#<ns>/<project>#TASK | <task id>   |
 | chat session (TTL)  | T#<t>#P#<ns>/<project>#CHAT | <session id>|
+| account API key     | T#<t>#APIKEY                | <sha256 hex of the key> |
+
+The one exception is the credential lookups of RAGFlow accounts (services/accounts.py): they
+are found before any tenant is known, so they sit in three global partitions, like DynamoDB's
+key-lookup items. They are only ever read by exact key (get / conditional put / delete), never
+queried, and each names the tenant it belongs to. No secret is stored in clear.
+
+| item                        | pk        | sk                           |
+|-----------------------------|-----------|------------------------------|
+| user by email (unique)      | USER      | <lowercased email>           |
+| API key -> tenant           | APIKEY    | <sha256 hex of the key>      |
+| login session (TTL)         | SESSION   | <sha256 hex of the token>    |
 """
 
 from __future__ import annotations
@@ -27,6 +44,27 @@ def dataset_names(tenant: str, namespace: str, project: str) -> str:
     return f"T#{tenant}#P#{namespace}/{project}#DS"
 
 
+def tenant_dataset_names(tenant: str) -> str:
+    return f"T#{tenant}#DSNAME"
+
+
+def assistants(tenant: str) -> str:
+    return f"T#{tenant}#ASSISTANT"
+
+
+def assistant_names(tenant: str) -> str:
+    return f"T#{tenant}#ASSISTANTNAME"
+
+
+def agents(tenant: str) -> str:
+    return f"T#{tenant}#AGENT"
+
+
+def conversations(tenant: str, owner_id: str) -> str:
+    """Sessions of one chat assistant or agent."""
+    return f"T#{tenant}#CONV#{owner_id}"
+
+
 def documents(tenant: str, dataset_id: str) -> str:
     return f"T#{tenant}#DOC#{dataset_id}"
 
@@ -37,6 +75,16 @@ def tasks(tenant: str, namespace: str, project: str) -> str:
 
 def chat_sessions(tenant: str, namespace: str, project: str) -> str:
     return f"T#{tenant}#P#{namespace}/{project}#CHAT"
+
+
+def account_keys(tenant: str) -> str:
+    return f"T#{tenant}#APIKEY"
+
+
+# Global credential lookups (see the table above): read by exact key only.
+USERS = "USER"
+API_KEYS = "APIKEY"
+SESSIONS = "SESSION"
 
 
 def blob(dataset_id: str, document_id: str) -> str:

@@ -230,6 +230,17 @@ def _scope(q: SearchQuery, datasets: Sequence[str], alias: str = "c") -> tuple[s
     return " AND ".join(clauses), params
 
 
+def _casefold(text: str | None) -> str | None:
+    return None if text is None else text.casefold()
+
+
+# A chunk's `chunk_index` when it is a number (JSON true/false, text and absent are NULL).
+_CHUNK_INDEX = (
+    "CASE WHEN json_type(c.metadata, '$.chunk_index') IN ('integer', 'real')"
+    " THEN json_extract(c.metadata, '$.chunk_index') END"
+)
+
+
 def _cosine(matrix: np.ndarray, qv: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1)
     norms[norms == 0] = 1.0
@@ -306,6 +317,9 @@ class SqliteSearchIndex(SearchIndex):
         conn.execute("PRAGMA synchronous=NORMAL")  # durable across app crashes in WAL mode
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA busy_timeout=10000")
+        # Unicode-aware case folding for `list_chunks(keywords=...)`: SQLite's own lower() and
+        # LIKE fold ASCII only (without the ICU extension).
+        conn.create_function("pasture_casefold", 1, _casefold, deterministic=True)
         return conn
 
     def _reader(self) -> sqlite3.Connection:
@@ -579,6 +593,26 @@ class SqliteSearchIndex(SearchIndex):
         self._rows -= len(ids)
         return ids
 
+    def delete_chunks(self, tenant: str, dataset_id: str, chunk_ids: Sequence[str]) -> int:
+        ids = list(dict.fromkeys(chunk_ids))
+        if not ids:
+            return 0
+        with self._write_lock:
+            # Like delete_document: the graph is loaded before the commit (while its file still
+            # matches the table), then loses the removed rows' vectors.
+            if self._partition(tenant, dataset_id, create=False) is None:
+                return 0
+            # Driven from the id list by row id: `chunk_id IN (...)` beside the tenant and
+            # dataset equalities may make the planner scan the whole partition instead.
+            rowids = self._delete(
+                "id IN (SELECT c.id FROM json_each(?) j CROSS JOIN chunks c"
+                " ON c.chunk_id = j.value WHERE c.tenant = ? AND c.dataset_id = ?)",
+                (json.dumps(ids), tenant, dataset_id),
+            )
+            if rowids:
+                self._apply((tenant, dataset_id), rowids, None)
+            return len(rowids)
+
     def count(self, tenant: str, dataset_id: str) -> int:
         return int(
             self._reader()
@@ -588,6 +622,76 @@ class SqliteSearchIndex(SearchIndex):
             )
             .fetchone()[0]
         )
+
+    # ------------------------------------------------------------------ chunk reads
+
+    def list_chunks(
+        self,
+        tenant: str,
+        dataset_id: str,
+        document_id: str,
+        *,
+        keywords: str | None,
+        chunk_id: str | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[IndexedChunk]]:
+        """Keywords match as a plain substring of the Unicode case-folded text (`str.casefold`
+        on both sides, through `instr`, so no character is a wildcard: nothing to escape).
+        Insertion order is the row id, which an upsert renews: an edited chunk without a
+        `chunk_index` moves to the end of those without one."""
+        if offset < 0 or limit < 0:
+            raise ValueError(f"offset and limit must not be negative ({offset}, {limit})")
+        where = "c.tenant = ? AND c.dataset_id = ? AND c.document_id = ?"
+        params: list[Any] = [tenant, dataset_id, document_id]
+        if chunk_id is not None:
+            where += " AND c.chunk_id = ?"
+            params.append(chunk_id)
+        if keywords:
+            where += " AND instr(pasture_casefold(c.text), ?) > 0"
+            params.append(keywords.casefold())
+        conn = self._reader()
+        conn.execute("BEGIN")  # one snapshot for the total and the page
+        try:
+            total = int(
+                conn.execute(f"SELECT COUNT(*) FROM chunks c WHERE {where}", params).fetchone()[0]
+            )
+            rows = (
+                conn.execute(
+                    "SELECT c.chunk_id, c.text, c.metadata, "
+                    f"{_CHUNK_INDEX} AS ci FROM chunks c WHERE {where}"
+                    " ORDER BY ci IS NULL, ci, CASE WHEN ci IS NULL THEN c.id END, c.chunk_id"
+                    " LIMIT ? OFFSET ?",
+                    [*params, limit, offset],
+                ).fetchall()
+                if limit and offset < total
+                else []
+            )
+        finally:
+            conn.execute("COMMIT")
+        empty: Vector = np.zeros((0,), dtype=np.float32)
+        return total, [
+            IndexedChunk(cid, tenant, dataset_id, document_id, text, empty, json.loads(meta))
+            for cid, text, meta, _ in rows
+        ]
+
+    def get_chunks(
+        self, tenant: str, dataset_id: str, chunk_ids: Sequence[str]
+    ) -> dict[str, IndexedChunk]:
+        conn = self._reader()
+        out: dict[str, IndexedChunk] = {}
+        for batch in _batches(list(dict.fromkeys(chunk_ids))):
+            for cid, doc, text, meta, blob in conn.execute(
+                "SELECT c.chunk_id, c.document_id, c.text, c.metadata, c.vector"
+                " FROM json_each(?) j CROSS JOIN chunks c ON c.chunk_id = j.value"
+                " WHERE c.tenant = ? AND c.dataset_id = ?",
+                (json.dumps(list(batch)), tenant, dataset_id),
+            ):
+                vector: Vector = np.frombuffer(blob, dtype=np.float32).copy()
+                out[cid] = IndexedChunk(
+                    cid, tenant, dataset_id, doc, text, vector, json.loads(meta)
+                )
+        return out
 
     # ------------------------------------------------------------------ query primitives
 

@@ -11,6 +11,7 @@ import json
 from enum import IntEnum
 from typing import Annotated, Any, TypeVar
 
+from fastapi import Body as BodyParam
 from fastapi import Depends, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -69,6 +70,10 @@ def describe(errors: Any) -> str:
     """Pydantic errors as one sentence naming the fields, RAGFlow style (`name` ...)."""
     parts = []
     for e in errors:
+        if e.get("type") == "json_invalid":
+            return "the request body is not valid JSON"
+        if e.get("type") == "dict_type" and tuple(e.get("loc", ())) == ("body",):
+            return "the request body must be a JSON object"
         loc = [str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path")]
         field = ".".join(loc) or "body"
         parts.append(f"`{field}` {e.get('msg', 'is invalid')}")
@@ -122,3 +127,5 @@ def get_ragflow_tenant(
 
 
 RagflowTenant = Annotated[str, Depends(get_ragflow_tenant)]
+# A JSON object body, or None when the client sent none (RAGFlow's clients often send none).
+Body = Annotated[dict[str, Any] | None, BodyParam()]
