@@ -25,6 +25,7 @@ from pasture.ports import (
 from pasture.services.accounts import AccountService
 from pasture.services.chat import ChatService
 from pasture.services.chunks import ChunkService
+from pasture.services.dataset_search import DatasetSearchService
 from pasture.services.datasets import DatasetService
 from pasture.services.ingestion import INGEST, IngestionService
 from pasture.services.models import SERVER_DEFAULT, ModelCatalog, ModelFactory
@@ -51,6 +52,7 @@ class Container:
     ingestion: IngestionService
     tenant_datasets: TenantDatasets
     chunks: ChunkService
+    dataset_search: DatasetSearchService
     retrieval: RetrievalService
     chat: ChatService
     accounts: AccountService
@@ -212,6 +214,9 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         candidates=settings.retrieval_candidates,
     )
     catalog = ModelCatalog(chat_factory)
+    dataset_search = DatasetSearchService(
+        index, embedder, datasets, lambda: catalog.load(SERVER_DEFAULT)
+    )
     chat = ChatService(
         records,
         projects,
@@ -243,6 +248,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         ingestion=ingestion,
         tenant_datasets=tenant_datasets,
         chunks=chunks,
+        dataset_search=dataset_search,
         retrieval=retrieval,
         chat=chat,
         accounts=accounts,
