@@ -23,6 +23,7 @@ from pasture.ports import (
     Workflow,
 )
 from pasture.services.accounts import AccountService
+from pasture.services.assistants import AssistantService
 from pasture.services.chat import ChatService
 from pasture.services.chunks import ChunkService
 from pasture.services.dataset_search import DatasetSearchService
@@ -53,6 +54,7 @@ class Container:
     tenant_datasets: TenantDatasets
     chunks: ChunkService
     dataset_search: DatasetSearchService
+    assistants: AssistantService
     retrieval: RetrievalService
     chat: ChatService
     accounts: AccountService
@@ -226,6 +228,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         session_ttl=settings.chat_session_ttl_seconds,
         session_max_messages=settings.chat_session_max_messages,
     )
+    assistants = AssistantService(records, datasets, dataset_search, embedder, catalog)
     accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
     if settings.chat_preload:
         catalog.load(SERVER_DEFAULT)
@@ -249,6 +252,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         tenant_datasets=tenant_datasets,
         chunks=chunks,
         dataset_search=dataset_search,
+        assistants=assistants,
         retrieval=retrieval,
         chat=chat,
         accounts=accounts,

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pasture.domain.chat import (
     ChatMessage,
@@ -41,6 +42,7 @@ DEFAULT_RAG_TOP_K = 5
 # The least room a completion gets; below it the request cannot be served at all.
 MIN_COMPLETION_TOKENS = 16
 _MAX_QUERY_CHARS = 2000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -405,20 +407,32 @@ def _fit(
     hits: list[SearchHit],
     max_tokens: int,
 ) -> tuple[list[ChatMessage], list[SearchHit], int]:
-    """The prompt that fits the model's context, the sources kept, and the room left.
-
-    The completion is promised min(max_tokens, half the context); history goes first (oldest
-    turns before newer ones), then the weakest sources. Only messages that cannot fit even
-    alone are an error.
-    """
-    ctx = model.context_length
-    budget = ctx - min(max_tokens, ctx // 2)
+    """LlamaFarm's layout: sources next to the question in the last user message."""
     head = [ChatMessage("system", system)] if system else []
 
     def build(hist: list[ChatMessage], kept: list[SearchHit]) -> list[ChatMessage]:
         return [*head, *hist, *new[:-1], _with_sources(new[-1], kept)]
 
-    kept = list(hits)
+    return fit_window(model, build, history, hits, max_tokens)
+
+
+def fit_window(
+    model: ChatModel,
+    build: Callable[[list[ChatMessage], list[T]], list[ChatMessage]],
+    history: list[ChatMessage],
+    items: list[T],
+    max_tokens: int,
+) -> tuple[list[ChatMessage], list[T], int]:
+    """The prompt `build(history kept, items kept)` that fits the model's context, the items
+    kept, and the room left for the answer.
+
+    The completion is promised min(max_tokens, half the context); the weakest items (the last
+    ones) go first, then history, oldest whole turns first. Only a prompt that cannot fit even
+    with neither is an error.
+    """
+    ctx = model.context_length
+    budget = ctx - min(max_tokens, ctx // 2)
+    kept = list(items)
     used = model.count_tokens(build([], kept))
     while kept and used > budget:
         kept.pop()
@@ -463,4 +477,4 @@ def _reference(number: int, h: SearchHit) -> Reference:
     )
 
 
-__all__ = ["ChatRequest", "ChatService", "ChatTurn", "Session", "check_session_id"]
+__all__ = ["ChatRequest", "ChatService", "ChatTurn", "Session", "check_session_id", "fit_window"]

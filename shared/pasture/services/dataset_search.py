@@ -26,7 +26,75 @@ from pasture.services.datasets import DatasetService
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words that carry no topic in a question; RAGFlow drops the same kind before weighting.
 STOPWORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "did", "do", "does", "for", "from", "had", "has", "have", "how", "i", "in", "is", "it", "its", "me", "my", "of", "on", "or", "our", "please", "she", "should", "so", "that", "the", "their", "them", "then", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your", "he", "his", "her", "about", "tell", "give", "show", "list"]
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "please",
+        "she",
+        "should",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "whom",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+        "he",
+        "his",
+        "her",
+        "about",
+        "tell",
+        "give",
+        "show",
+        "list",
+    ]
 )
 MAX_TOP_K = 1024
 _MAX_QUESTION = 4000
@@ -42,11 +110,16 @@ def terms(text: str) -> list[str]:
 
 
 def _stem(w: str) -> str:
-    # Enough for English plurals and verb forms to meet ("goats" ~ "goat", "parsed" ~ "parse").
-    for suffix in ("ies", "es", "s", "ed", "ing"):
+    """Enough for English inflections to meet: goats ~ goat, lives ~ live, parsed ~ parse."""
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        w = w[:-1]
+    for suffix in ("ing", "ed"):
         if len(w) > len(suffix) + 2 and w.endswith(suffix):
-            return w[: -len(suffix)]
-    return w
+            w = w[: -len(suffix)]
+            break
+    return w[:-1] if len(w) > 3 and w.endswith("e") else w
 
 
 def term_similarities(question_terms: Sequence[str], texts: Sequence[str]) -> list[float]:

@@ -55,6 +55,10 @@ class ModelCatalog:
             match = next(m for m in models if m.default)
         return match, self.load(match)
 
+    def check(self, mc: ModelConfig) -> None:
+        """Raise Invalid unless `mc` names a model this server can run (nothing is loaded)."""
+        self._factory(mc)
+
     def load(self, mc: ModelConfig) -> ChatModel:
         key, build = self._factory(mc)
         with self._lock:  # one load per model, even when two first requests race
