@@ -23,6 +23,7 @@ from pasture.ports import (
     Workflow,
 )
 from pasture.services.accounts import AccountService
+from pasture.services.agents import AgentService
 from pasture.services.assistants import AssistantService
 from pasture.services.chat import ChatService
 from pasture.services.chunks import ChunkService
@@ -55,6 +56,7 @@ class Container:
     chunks: ChunkService
     dataset_search: DatasetSearchService
     assistants: AssistantService
+    agents: AgentService
     retrieval: RetrievalService
     chat: ChatService
     accounts: AccountService
@@ -229,6 +231,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         session_max_messages=settings.chat_session_max_messages,
     )
     assistants = AssistantService(records, datasets, dataset_search, embedder, catalog)
+    agents = AgentService(records, assistants)
     accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
     if settings.chat_preload:
         catalog.load(SERVER_DEFAULT)
@@ -253,6 +256,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         chunks=chunks,
         dataset_search=dataset_search,
         assistants=assistants,
+        agents=agents,
         retrieval=retrieval,
         chat=chat,
         accounts=accounts,

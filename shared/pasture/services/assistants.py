@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pasture.domain.chat import ChatMessage, Completion, GenerationParams, TextDelta
@@ -115,9 +115,11 @@ class Conversation:
     messages: list[dict[str, Any]]
     created_at: float
     updated_at: float
+    variables: dict[str, Any] = field(default_factory=dict)  # an agent's Begin inputs
 
     def data(self) -> dict[str, Any]:
         return {
+            "variables": self.variables,
             "id": self.id,
             "owner_id": self.owner_id,
             "kind": self.kind,
@@ -367,8 +369,20 @@ class AssistantService:
 
     # ------------------------------------------------------------------ conversations
 
+    def dataset(self, tenant: str, dataset_id: str) -> Any:
+        """The tenant-level dataset with this id, or None."""
+        ds = self._datasets.by_id(tenant, dataset_id)
+        return ds if ds is not None and not ds.in_project else None
+
     def new_conversation(
-        self, tenant: str, owner_id: str, kind: str, name: Any, user_id: Any, opener: str
+        self,
+        tenant: str,
+        owner_id: str,
+        kind: str,
+        name: Any,
+        user_id: Any,
+        opener: str,
+        variables: Mapping[str, Any] | None = None,
     ) -> Conversation:
         if name is None:
             name = "New session"
@@ -384,6 +398,7 @@ class AssistantService:
             [{"role": "assistant", "content": opener}] if opener else [],
             now,
             now,
+            dict(variables or {}),
         )
         self.save_conversation(tenant, conv)
         return conv
@@ -464,8 +479,10 @@ class AssistantService:
         session_id: Any,
         user_id: Any,
         variables: Mapping[str, Any],
+        session_variables: Mapping[str, Any] | None = None,
     ) -> AssistantTurn:
-        """Everything that can fail is checked here, before a dialect starts streaming."""
+        """Everything that can fail is checked here, before a dialect starts streaming.
+        `session_variables` are kept with a session this turn creates (an agent's inputs)."""
         if question is not None and not isinstance(question, str):
             raise Invalid("`question` must be a string")
         if session_id is not None and not isinstance(session_id, str):
@@ -480,6 +497,7 @@ class AssistantService:
                 None,
                 user_id,
                 prompt.get("opener") or "",
+                session_variables,
             )
             if not question:
                 # No question and no session: the new session's greeting is the answer.
@@ -587,17 +605,7 @@ class AssistantService:
                 {"role": "assistant", "content": answer, "id": message_id, "reference": reference},
             ][-_MAX_HISTORY_MESSAGES:]
             self.save_conversation(
-                tenant,
-                Conversation(
-                    current.id,
-                    current.owner_id,
-                    current.kind,
-                    current.name,
-                    current.user_id,
-                    messages,
-                    current.created_at,
-                    self._clock(),
-                ),
+                tenant, replace(current, messages=messages, updated_at=self._clock())
             )
             return TurnResult(answer, reference, prompt_text)
 

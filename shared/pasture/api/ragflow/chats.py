@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -263,17 +264,7 @@ def _update_session(
         raise Invalid("`name` can not be empty.")
     user_id = body.get("user_id", conv.user_id)
     c.assistants.save_conversation(
-        tenant,
-        Conversation(
-            conv.id,
-            conv.owner_id,
-            conv.kind,
-            name.strip(),
-            str(user_id or ""),
-            conv.messages,
-            conv.created_at,
-            conv.updated_at,
-        ),
+        tenant, replace(conv, name=name.strip(), user_id=str(user_id or ""))
     )
     return ok()
 
