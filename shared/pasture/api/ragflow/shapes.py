@@ -40,7 +40,7 @@ def dataset(ds: Dataset, stats: DatasetStats) -> dict[str, Any]:
         "embedding_model": s.get("embedding_model", ""),
         "permission": s.get("permission", "me"),
         "chunk_method": s.get("chunk_method", "naive"),
-        "parser_config": s.get("parser_config") or default_parser_config("naive"),
+        "parser_config": _config(s.get("parser_config"), s.get("chunk_method", "naive")),
         "similarity_threshold": s.get("similarity_threshold", 0.2),
         "vector_similarity_weight": s.get("vector_similarity_weight", 0.3),
         "chunk_count": stats.chunk_count,
@@ -51,6 +51,11 @@ def dataset(ds: Dataset, stats: DatasetStats) -> dict[str, Any]:
         "created_by": ds.tenant,
         **times(ds.created_at, ds.updated_at or ds.created_at),
     }
+
+
+def _config(stored: Any, method: str) -> Any:
+    # `{}` is a real config (table, one, ...); only a missing one falls back to the defaults.
+    return default_parser_config(method) if stored is None else stored
 
 
 def file_type(filename: str) -> str:
@@ -73,9 +78,12 @@ def document(doc: Document, ds: Dataset, tenant: str) -> dict[str, Any]:
         "dataset_id": doc.dataset_id,
         "knowledgebase_id": doc.dataset_id,
         "chunk_method": method,
-        "parser_config": doc.extra.get("parser_config")
-        or ds.settings.get("parser_config")
-        or default_parser_config(method),
+        "parser_config": _config(
+            doc.extra.get("parser_config")
+            if "parser_config" in doc.extra
+            else ds.settings.get("parser_config"),
+            method,
+        ),
         "run": doc.status.value,
         "progress": doc.progress if doc.status.value != "CANCEL" else 0.0,
         "progress_msg": doc.message,
