@@ -488,8 +488,9 @@ class AssistantService:
         if session_id is not None and not isinstance(session_id, str):
             raise Invalid("`session_id` must be a string")
         message_id = str(uuid.uuid4())
-        if not session_id:
-            conv = await asyncio.to_thread(
+
+        async def new_session() -> Conversation:
+            return await asyncio.to_thread(
                 self.new_conversation,
                 tenant,
                 owner_id,
@@ -499,19 +500,33 @@ class AssistantService:
                 prompt.get("opener") or "",
                 session_variables,
             )
-            if not question:
-                # No question and no session: the new session's greeting is the answer.
-                opener = prompt.get("opener") or ""
-                return AssistantTurn(
-                    conv.id,
-                    message_id,
-                    opener,
-                    _finish=lambda _text: TurnResult(opener, {}, ""),
-                )
-        else:
-            conv = await asyncio.to_thread(self.conversation, tenant, owner_id, session_id)
+
+        if not session_id and not question:
+            # No question and no session: the new session's greeting is the answer.
+            conv = await new_session()
+            opener = prompt.get("opener") or ""
+            return AssistantTurn(
+                conv.id,
+                message_id,
+                opener,
+                _finish=lambda _text: TurnResult(opener, {}, ""),
+            )
+        # A session this turn would create is created only once every check has passed.
+        found = (
+            await asyncio.to_thread(self.conversation, tenant, owner_id, session_id)
+            if session_id
+            else None
+        )
         if not question or not question.strip():
-            raise Invalid("`question` is required.")
+            # RAGFlow's two wordings: chats and agents answer this differently.
+            raise Invalid(
+                "Please input your question." if kind == "chat" else "`question` is required."
+            )
+        # RAGFlow checks the prompt's variables before retrieving anything.
+        declared = {v["key"]: v for v in prompt.get("variables") or []}
+        for key, v in declared.items():
+            if key != "knowledge" and key not in variables and not v.get("optional", False):
+                raise Invalid(f"Miss parameter: {key}")
 
         mc = self.model_config(llm.get("model_name"))
         model = await asyncio.to_thread(self._catalog.load, mc)
@@ -539,6 +554,7 @@ class AssistantService:
             chunks = result.chunks
         empty = prompt.get("empty_response") or ""
         if dataset_ids and not chunks and empty:
+            conv = found or await new_session()
             return AssistantTurn(
                 conv.id,
                 message_id,
@@ -547,10 +563,6 @@ class AssistantService:
             )
 
         system_template = str(prompt.get("prompt") or "")
-        declared = {v["key"]: v for v in prompt.get("variables") or []}
-        for key, v in declared.items():
-            if key != "knowledge" and key not in variables and not v.get("optional", False):
-                raise Invalid(f"Miss parameter: {key}")
 
         def build(hist: list[ChatMessage], kept: list[ScoredChunk]) -> list[ChatMessage]:
             system = system_template.replace("{knowledge}", _knowledge(kept))
@@ -560,9 +572,10 @@ class AssistantService:
             head = [ChatMessage("system", system)] if system.strip() else []
             return [*head, *hist, ChatMessage("user", question)]
 
-        history = _history(conv.messages)
+        history = _history(found.messages) if found else []
         max_tokens = int(llm.get("max_tokens") or 512)
         messages, kept, room = fit_window(model, build, history, chunks, max_tokens)
+        conv = found or await new_session()
         params = GenerationParams(
             max_tokens=min(max_tokens, room),
             temperature=llm.get("temperature"),

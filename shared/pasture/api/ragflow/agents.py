@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from pasture.api.deps import ContainerDep
-from pasture.api.ragflow.chats import list_sessions_of, respond, stream_flag
+from pasture.api.ragflow.chats import list_sessions_of, listed_messages, respond, stream_flag
 from pasture.api.ragflow.envelope import Body, RagflowTenant, ok
 from pasture.api.ragflow.shapes import times
 from pasture.domain.errors import NotFound
@@ -38,8 +38,8 @@ def agent_session_view(a: Agent, conv: Conversation) -> dict[str, Any]:
         "id": conv.id,
         "agent_id": a.id,
         "dsl": a.dsl,
-        "message": conv.messages,  # RAGFlow's name for an agent session's messages
-        "messages": conv.messages,
+        "message": listed_messages(conv.messages),  # RAGFlow's name for an agent's messages
+        "messages": listed_messages(conv.messages),
         "source": "agent",
         "user_id": conv.user_id,
         **times(conv.created_at, conv.updated_at),
@@ -47,7 +47,7 @@ def agent_session_view(a: Agent, conv: Conversation) -> dict[str, Any]:
 
 
 @router.post("/agents")
-def create_agent(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def create_agent(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     return ok(agent_view(c.agents.create(tenant, body or {})))
 
 
@@ -75,7 +75,7 @@ def delete_agent(agent_id: str, c: ContainerDep, tenant: RagflowTenant) -> JSONR
 
 @router.post("/agents/{agent_id}/sessions")
 def create_agent_session(
-    agent_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    agent_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     agent, conv = c.agents.new_session(tenant, agent_id, body or {})
     return ok(agent_session_view(agent, conv))
@@ -93,7 +93,7 @@ def list_agent_sessions(
 
 @router.post("/agents/{agent_id}/completions", response_model=None)
 async def agent_completions(
-    agent_id: str, request: Request, body: Body, c: ContainerDep, tenant: RagflowTenant
+    agent_id: str, request: Request, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> Response:
     b = body or {}
     stream = stream_flag(b.get("stream"))

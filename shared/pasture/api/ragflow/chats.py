@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -62,9 +63,18 @@ def session_view(conv: Conversation) -> dict[str, Any]:
         conv.kind: conv.owner_id,  # RAGFlow's list names it `chat`; its client reads `chat_id`
         "name": conv.name,
         "user_id": conv.user_id,
-        "messages": conv.messages,
+        "messages": listed_messages(conv.messages),
         **times(conv.created_at, conv.updated_at),
     }
+
+
+def listed_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """As RAGFlow lists a session: each answer's `reference` is its list of chunks."""
+    out = []
+    for m in messages:
+        ref = m.get("reference")
+        out.append({**m, "reference": ref.get("chunks", [])} if isinstance(ref, dict) else m)
+    return out
 
 
 def _sse(payload: dict[str, Any]) -> bytes:
@@ -149,7 +159,7 @@ def stream_flag(value: Any) -> bool:
 
 
 @router.post("/chats")
-def create_chat(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def create_chat(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     return ok(assistant_view(c.assistants.create(tenant, body or {})))
 
 
@@ -169,18 +179,20 @@ def _singular_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/chat")
-def create_chat_singular(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def create_chat_singular(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     return ok(assistant_view(c.assistants.create(tenant, _singular_fields(body or {}))))
 
 
 @router.put("/chats/{chat_id}")
-def update_chat(chat_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def update_chat(
+    chat_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
+) -> JSONResponse:
     c.assistants.update(tenant, chat_id, body or {})
     return ok()
 
 
 @router.put("/chat")
-def update_chat_singular(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def update_chat_singular(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     """The draft names the chat in the body."""
     b = body or {}
     chat_id = b.get("id")
@@ -191,7 +203,7 @@ def update_chat_singular(body: Body, c: ContainerDep, tenant: RagflowTenant) -> 
 
 
 @router.delete("/chats")
-def delete_chats(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def delete_chats(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     ids = (body or {}).get("ids")
     c.assistants.delete(tenant, None if ids is None else check_ids(ids, "ids"))
     return ok()
@@ -239,14 +251,14 @@ def _create_session(c: Container, tenant: str, chat_id: str, body: dict[str, Any
 
 @router.post("/chats/{chat_id}/sessions")
 def create_session(
-    chat_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    chat_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     return _create_session(c, tenant, chat_id, body or {})
 
 
 @router.post("/chat/{chat_id}/session")
 def create_session_singular(
-    chat_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    chat_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     return _create_session(c, tenant, chat_id, body or {})
 
@@ -264,21 +276,22 @@ def _update_session(
         raise Invalid("`name` can not be empty.")
     user_id = body.get("user_id", conv.user_id)
     c.assistants.save_conversation(
-        tenant, replace(conv, name=name.strip(), user_id=str(user_id or ""))
+        tenant,
+        replace(conv, name=name.strip(), user_id=str(user_id or ""), updated_at=time.time()),
     )
     return ok()
 
 
 @router.put("/chats/{chat_id}/sessions/{session_id}")
 def update_session(
-    chat_id: str, session_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    chat_id: str, session_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     return _update_session(c, tenant, chat_id, session_id, body or {})
 
 
 @router.put("/chat/{chat_id}/session/{session_id}")
 def update_session_singular(
-    chat_id: str, session_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    chat_id: str, session_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     return _update_session(c, tenant, chat_id, session_id, body or {})
 
@@ -313,7 +326,7 @@ def list_sessions_singular(
 
 @router.delete("/chats/{chat_id}/sessions")
 def delete_sessions(
-    chat_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    chat_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     c.assistants.get(tenant, chat_id)
     ids = (body or {}).get("ids")
@@ -353,7 +366,7 @@ async def _complete(
 
 @router.post("/chats/{chat_id}/completions", response_model=None)
 async def completions(
-    chat_id: str, request: Request, body: Body, c: ContainerDep, tenant: RagflowTenant
+    chat_id: str, request: Request, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> Response:
     b = body or {}
     return await _complete(request, c, tenant, chat_id, b, b.get("session_id"))
@@ -364,9 +377,9 @@ async def completion_singular(
     chat_id: str,
     session_id: str,
     request: Request,
-    body: Body,
     c: ContainerDep,
     tenant: RagflowTenant,
+    body: Body = None,
 ) -> Response:
     await run_in_threadpool(c.assistants.get, tenant, chat_id)
     return await _complete(request, c, tenant, chat_id, body or {}, session_id)
