@@ -29,6 +29,16 @@ GENERATE_PROMPT = (
     " its facts.\n\nKnowledge:\n{input}"
 )
 SUPPORTED = ("Begin", "Retrieval", "Generate", "Answer")
+# Number settings a turn reads, with the ranges RAGFlow's chats accept (None: the default).
+_RANGES = {
+    "temperature": (0.0, 2.0),
+    "top_p": (0.0, 1.0),
+    "presence_penalty": (-2.0, 2.0),
+    "frequency_penalty": (-2.0, 2.0),
+    "similarity_threshold": (0.0, 1.0),
+    "keywords_similarity_weight": (0.0, 1.0),
+}
+_COUNTS = {"max_tokens": (1, None), "top_n": (1, 64), "top_k": (1, None)}
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,20 @@ def compile_dsl(dsl: Any) -> Plan:
     comps: dict[str, Any] = dsl["components"]
     if "begin" not in comps:
         raise Invalid("the agent has no `begin` component")
+    for cid, comp in comps.items():
+        # Every component, reachable or not: the stored DSL must not show what never runs.
+        if not isinstance(comp, dict) or not isinstance(comp.get("obj"), dict):
+            raise Invalid(f"component {cid!r} is missing")
+        kind = comp["obj"].get("component_name")
+        if kind not in SUPPORTED:
+            raise Invalid(
+                f"component {kind!r} is not supported (supported: {', '.join(SUPPORTED)})"
+            )
+        if not isinstance(comp["obj"].get("params") or {}, dict):
+            raise Invalid(f"the `params` of component {cid!r} must be an object")
+        down = comp.get("downstream") or []
+        if not isinstance(down, list) or not all(isinstance(d, str) for d in down):
+            raise Invalid(f"the `downstream` of component {cid!r} must be a list of ids")
     chain: list[tuple[str, dict[str, Any]]] = []
     current, seen = "begin", set()
     while current:
@@ -151,14 +175,9 @@ def compile_dsl(dsl: Any) -> Plan:
             raise Invalid("the agent's components form a loop")
         seen.add(current)
         comp = comps.get(current)
-        if not isinstance(comp, dict) or not isinstance(comp.get("obj"), dict):
+        if comp is None:
             raise Invalid(f"component {current!r} is missing")
-        kind = comp["obj"].get("component_name")
-        if kind not in SUPPORTED:
-            raise Invalid(
-                f"component {kind!r} is not supported (supported: {', '.join(SUPPORTED)})"
-            )
-        chain.append((kind, comp["obj"].get("params") or {}))
+        chain.append((comp["obj"]["component_name"], comp["obj"].get("params") or {}))
         down = comp.get("downstream") or []
         if len(down) > 1:
             raise Invalid(f"component {current!r} has more than one downstream component")
@@ -175,16 +194,29 @@ def compile_dsl(dsl: Any) -> Plan:
     kb_ids = ret.get("kb_ids") or []
     if not isinstance(kb_ids, list) or not all(isinstance(i, str) for i in kb_ids):
         raise Invalid("Retrieval's `kb_ids` must be a list of dataset ids")
+    for name, section, key in (
+        ("Begin", begin, "prologue"),
+        ("Retrieval", ret, "empty_response"),
+        ("Generate", gen, "prompt"),
+    ):
+        if section.get(key) is not None and not isinstance(section[key], str):
+            raise Invalid(f"{name}'s `{key}` must be a string")
+    for name, section in (("Retrieval", ret), ("Generate", gen)):
+        _check_numbers(name, section)
+
+    def setting(key: str, default: Any) -> Any:
+        return default if ret.get(key) is None else ret[key]
+
     return Plan(
         prologue=str(begin.get("prologue") or ""),
         params=params,
         dataset_ids=kb_ids,
         retrieval={
-            "similarity_threshold": ret.get("similarity_threshold", 0.2),
-            "keywords_similarity_weight": ret.get("keywords_similarity_weight", 0.7),
-            "top_n": ret.get("top_n", 6),
-            "top_k": ret.get("top_k", MAX_TOP_K),
-            "empty_response": ret.get("empty_response", ""),
+            "similarity_threshold": setting("similarity_threshold", 0.2),
+            "keywords_similarity_weight": setting("keywords_similarity_weight", 0.7),
+            "top_n": setting("top_n", 6),
+            "top_k": setting("top_k", MAX_TOP_K),
+            "empty_response": setting("empty_response", ""),
         },
         llm={
             "model_name": gen.get("llm_id"),
@@ -203,6 +235,24 @@ def compile_dsl(dsl: Any) -> Plan:
         prompt=str(gen.get("prompt") or GENERATE_PROMPT),
         cite=bool(gen.get("cite", True)),
     )
+
+
+def _check_numbers(component: str, params: Mapping[str, Any]) -> None:
+    """A turn does arithmetic with these: refuse what it cannot use when the agent is created,
+    not with an internal error at the first question."""
+    for key, (lo, hi) in _RANGES.items():
+        v = params.get(key)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi
+        ):
+            raise Invalid(f"{component}'s `{key}` must be a number between {lo:g} and {hi:g}")
+    for key, (low, high) in _COUNTS.items():
+        v = params.get(key)
+        if v is not None and (
+            isinstance(v, bool) or not isinstance(v, int) or v < low or (high and v > high)
+        ):
+            upper = f" and at most {high}" if high else ""
+            raise Invalid(f"{component}'s `{key}` must be an integer of at least {low}{upper}")
 
 
 class AgentService:

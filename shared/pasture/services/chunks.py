@@ -1,8 +1,11 @@
 """Chunks of a tenant-level dataset's documents, edited one by one (RAGFlow's chunk API).
 
-A chunk added by hand has the id md5(content + document id), as RAGFlow makes it, so adding
-the same text to the same document twice is one chunk. Edits re-embed the text; `available`
-false keeps a chunk stored but out of retrieval. The document's chunk and token counts follow.
+A chunk added by hand has the id md5(content + document id + dataset id), so adding the same
+text to the same document twice is one chunk. (RAGFlow hashes content + document id only, but
+its document ids are unique; ours are content hashes, so the same file in two datasets, or in
+two tenants', has one document id, while chunk ids are unique index-wide.) Edits re-embed the
+text; `available` false keeps a chunk stored but out of retrieval. The document's chunk and
+token counts follow.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ def view(c: IndexedChunk) -> ChunkView:
         md.get("available", True) is not False,
         float(md.get("created_at", 0.0) or 0.0),
     )
+
+
+def chunk_id(content: str, document_id: str, dataset_id: str) -> str:
+    """The id of a chunk added by hand: the same text in the same document is one chunk."""
+    return hashlib.md5((content + document_id + dataset_id).encode("utf-8")).hexdigest()
 
 
 def _check_keywords(value: Any) -> list[str]:
@@ -118,7 +126,7 @@ class ChunkService:
         if not isinstance(content, str) or not content.strip():
             raise Invalid("`content` is required")
         kws = _check_keywords(keywords)
-        cid = hashlib.md5((content + doc.id).encode("utf-8")).hexdigest()
+        cid = chunk_id(content, doc.id, ds.id)
         existing = self._index.get_chunks(tenant, ds.id, [cid]).get(cid)
         created = float(existing.metadata.get("created_at", 0.0) or 0.0) if existing else 0.0
         now = time.time()

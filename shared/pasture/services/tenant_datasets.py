@@ -424,6 +424,10 @@ class TenantDatasets:
                 **default_parser_config(method),
                 **check_parser_config(fields["parser_config"]),
             }
+        if reset and doc.status == DocStatus.RUNNING:
+            # The run would finish it DONE with chunks of the old method, and as UNSTART it
+            # could no longer be stopped.
+            raise Invalid(f"Document {doc.filename} is being parsed; stop it first.")
         new = replace(new, extra=extra, updated_at=time.time())
         if reset and doc.status != DocStatus.UNSTART:
             # A new chunk method makes the old chunks wrong: back to unparsed, as RAGFlow does.

@@ -25,13 +25,15 @@ def _view(c: Container, tenant: str, ds: Any) -> dict[str, Any]:
 
 
 @router.post("/datasets")
-def create_dataset(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def create_dataset(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     body = body or {}
     return ok(_view(c, tenant, c.tenant_datasets.create(tenant, body)))
 
 
 @router.post("/dataset")
-def create_dataset_singular(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def create_dataset_singular(
+    c: ContainerDep, tenant: RagflowTenant, body: Body = None
+) -> JSONResponse:
     body = shapes.plural_body(body or {})
     for ro in _DATASET_READ_ONLY:
         body.pop(ro, None)
@@ -39,7 +41,7 @@ def create_dataset_singular(body: Body, c: ContainerDep, tenant: RagflowTenant) 
 
 
 @router.delete("/datasets")
-def delete_datasets(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def delete_datasets(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     body = body or {}
     ids = body.get("ids")
     # Left out or null means every dataset, as RAGFlow documents; [] deletes nothing.
@@ -70,20 +72,22 @@ def _singular_delete(
 
 
 @router.delete("/dataset")
-def delete_dataset_singular(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+def delete_dataset_singular(
+    c: ContainerDep, tenant: RagflowTenant, body: Body = None
+) -> JSONResponse:
     return _singular_delete(body or {}, c, tenant, None)
 
 
 @router.delete("/dataset/{dataset_id}")
 def delete_dataset_by_id_singular(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     return _singular_delete(body or {}, c, tenant, dataset_id)
 
 
 @router.put("/datasets/{dataset_id}")
 def update_dataset(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     c.tenant_datasets.update(tenant, dataset_id, body or {})
     return ok()
@@ -91,7 +95,7 @@ def update_dataset(
 
 @router.put("/dataset/{dataset_id}")
 def update_dataset_singular(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     body = shapes.plural_body(body or {})
     for ro in _DATASET_READ_ONLY:

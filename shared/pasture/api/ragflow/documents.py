@@ -81,10 +81,12 @@ async def upload_documents_singular(
     return await _upload(request, c, tenant, dataset_id)
 
 
-def _list_documents(c: Container, tenant: str, dataset_id: str, q: dict[str, Any]) -> JSONResponse:
+def _list_documents(
+    c: Container, tenant: str, dataset_id: str, q: dict[str, Any], *, zero_page: bool
+) -> JSONResponse:
     ds, docs = c.tenant_datasets.documents(tenant, dataset_id)
     page = q.get("page")
-    if page in ("0", 0):  # the singular draft counts from 0
+    if zero_page and page in ("0", 0):  # the singular draft counts from 0
         page = 1
     p = check_page(page, q.get("page_size"), q.get("orderby"), q.get("desc"), 30)
     if q.get("id"):
@@ -108,19 +110,19 @@ def _list_documents(c: Container, tenant: str, dataset_id: str, q: dict[str, Any
 def list_documents(
     dataset_id: str, request: Request, c: ContainerDep, tenant: RagflowTenant
 ) -> JSONResponse:
-    return _list_documents(c, tenant, dataset_id, dict(request.query_params))
+    return _list_documents(c, tenant, dataset_id, dict(request.query_params), zero_page=False)
 
 
 @router.get(DS1 + "/info")
 def list_documents_singular(
     dataset_id: str, request: Request, c: ContainerDep, tenant: RagflowTenant
 ) -> JSONResponse:
-    return _list_documents(c, tenant, dataset_id, dict(request.query_params))
+    return _list_documents(c, tenant, dataset_id, dict(request.query_params), zero_page=True)
 
 
 @router.put(DS + "/documents/{document_id}")
 def update_document(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     c.tenant_datasets.update_document(tenant, dataset_id, document_id, body or {})
     return ok()
@@ -128,7 +130,7 @@ def update_document(
 
 @router.put(DS1 + "/info/{document_id}")
 def update_document_singular(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     fields = shapes.plural_body(body or {})
     for ro in _DOC_READ_ONLY:
@@ -173,7 +175,7 @@ def download_document_singular(
 
 @router.delete(DS + "/documents")
 def delete_documents(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     ids = (body or {}).get("ids")
     # Left out or null: every document of the dataset, as RAGFlow documents.
@@ -188,7 +190,7 @@ def delete_documents(
 
 @router.post(DS + "/chunks")
 def parse_documents(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     c.tenant_datasets.parse(tenant, dataset_id, (body or {}).get("document_ids"))
     return ok()
@@ -196,7 +198,7 @@ def parse_documents(
 
 @router.post(DS1 + "/chunk")
 def parse_documents_singular(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     fields = shapes.plural_body(body or {})
     c.tenant_datasets.parse(tenant, dataset_id, fields.get("document_ids"))
@@ -205,7 +207,7 @@ def parse_documents_singular(
 
 @router.delete(DS + "/chunks")
 def stop_parsing(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     c.tenant_datasets.stop(tenant, dataset_id, (body or {}).get("document_ids"))
     return ok()
@@ -213,7 +215,7 @@ def stop_parsing(
 
 @router.delete(DS1 + "/chunk")
 def stop_parsing_singular(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     fields = shapes.plural_body(body or {})
     c.tenant_datasets.stop(tenant, dataset_id, fields.get("document_ids"))
@@ -282,7 +284,7 @@ def list_chunks_singular(
 
 @router.post(DS + "/documents/{document_id}/chunks")
 def add_chunk(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     b = body or {}
     v = c.chunks.add(tenant, dataset_id, document_id, b.get("content"), b.get("important_keywords"))
@@ -292,12 +294,14 @@ def add_chunk(
 
 @router.post(DS1 + "/document/{document_id}/chunk")
 def add_chunks_singular(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     """The draft sends `content` as a list of texts (or one text)."""
     b = body or {}
     content = b.get("content")
     texts = content if isinstance(content, list) else [content]
+    if not texts:  # an empty list adds nothing: say so rather than answer success
+        raise Invalid("`content` is required")
     out = [
         c.chunks.add(tenant, dataset_id, document_id, t, b.get("important_keywords")) for t in texts
     ]
@@ -310,9 +314,9 @@ def update_chunk(
     dataset_id: str,
     document_id: str,
     chunk_id: str,
-    body: Body,
     c: ContainerDep,
     tenant: RagflowTenant,
+    body: Body = None,
 ) -> JSONResponse:
     c.chunks.update(tenant, dataset_id, document_id, chunk_id, body or {})
     return ok()
@@ -320,7 +324,7 @@ def update_chunk(
 
 @router.put(DS1 + "/document/{document_id}/chunk")
 def update_chunk_singular(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     """The draft names the chunk in the body (`chunk_id`) and its availability `status`."""
     b = dict(body or {})
@@ -347,14 +351,14 @@ def _delete_chunks(
 
 @router.delete(DS + "/documents/{document_id}/chunks")
 def delete_chunks(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     return _delete_chunks(c, tenant, dataset_id, document_id, (body or {}).get("chunk_ids"))
 
 
 @router.delete(DS1 + "/document/{document_id}/chunk")
 def delete_chunks_singular(
-    dataset_id: str, document_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, document_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     fields = shapes.plural_body(body or {})
     return _delete_chunks(c, tenant, dataset_id, document_id, fields.get("chunk_ids"))

@@ -108,13 +108,13 @@ async def _retrieve(c: Container, tenant: str, req: DatasetSearch) -> JSONRespon
 
 
 @router.post("/retrieval")
-async def retrieval(body: Body, c: ContainerDep, tenant: RagflowTenant) -> JSONResponse:
+async def retrieval(c: ContainerDep, tenant: RagflowTenant, body: Body = None) -> JSONResponse:
     return await _retrieve(c, tenant, request_of(body or {}))
 
 
 @router.get("/dataset/{dataset_id}/retrieval")
 async def retrieval_singular(
-    dataset_id: str, body: Body, c: ContainerDep, tenant: RagflowTenant
+    dataset_id: str, c: ContainerDep, tenant: RagflowTenant, body: Body = None
 ) -> JSONResponse:
     fields = shapes.plural_body(body or {})
     fields["dataset_ids"] = [dataset_id]
