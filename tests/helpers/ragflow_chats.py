@@ -75,6 +75,11 @@ class Stream:
         return [json.loads(p[len(b"data:") :]) for p in self.frames]
 
     @property
+    def content(self) -> list[dict[str, Any]]:
+        """The `data` of every frame but the final `data: true`."""
+        return [p["data"] for p in self.payloads if isinstance(p["data"], dict)]
+
+    @property
     def answers(self) -> list[str]:
         """The `answer` of every content frame (not an error frame, not the final `data: true`)."""
         return [

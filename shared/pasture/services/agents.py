@@ -191,6 +191,11 @@ def compile_dsl(dsl: Any) -> Plan:
         isinstance(p, dict) and isinstance(p.get("key"), str) for p in params
     ):
         raise Invalid("Begin's `query` must be a list of {key, name, optional, type}")
+    for p in params:
+        if p["key"] in ("input", "knowledge"):
+            # `{input}` is what Retrieval found (`{knowledge}` inside the turn): the value
+            # of an input by that name would never reach the prompt.
+            raise Invalid(f"Begin's parameter key `{p['key']}` is reserved")
     kb_ids = ret.get("kb_ids") or []
     if not isinstance(kb_ids, list) or not all(isinstance(i, str) for i in kb_ids):
         raise Invalid("Retrieval's `kb_ids` must be a list of dataset ids")

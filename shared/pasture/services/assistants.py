@@ -565,10 +565,12 @@ class AssistantService:
         system_template = str(prompt.get("prompt") or "")
 
         def build(hist: list[ChatMessage], kept: list[ScoredChunk]) -> list[ChatMessage]:
-            system = system_template.replace("{knowledge}", _knowledge(kept))
+            # Variables first: text inside retrieved chunks is never treated as a template.
+            system = system_template
             for key in declared:
                 if key != "knowledge":
                     system = system.replace("{" + key + "}", str(variables.get(key, " ")))
+            system = system.replace("{knowledge}", _knowledge(kept))
             head = [ChatMessage("system", system)] if system.strip() else []
             return [*head, *hist, ChatMessage("user", question)]
 
