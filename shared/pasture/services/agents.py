@@ -20,7 +20,12 @@ from typing import Any
 from pasture.domain.errors import Invalid, NotFound
 from pasture.ports import Record, Records
 from pasture.services import keys
-from pasture.services.assistants import AssistantService, AssistantTurn, Conversation
+from pasture.services.assistants import (
+    AssistantService,
+    AssistantTurn,
+    Conversation,
+    record_data,
+)
 from pasture.services.dataset_search import MAX_TOP_K
 
 PROLOGUE = "Hi! I'm your smart assistant. What can I do for you?"
@@ -53,15 +58,7 @@ class Agent:
     updated_at: float
 
     def data(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "avatar": self.avatar,
-            "dsl": self.dsl,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        return record_data(self)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from pasture.domain.chat import ChatMessage, Completion, GenerationParams, TextDelta
@@ -70,6 +70,11 @@ _MAX_HISTORY_MESSAGES = 200
 _CITATION = re.compile(r" ?##\d+\$\$")
 
 
+def record_data(value: Any) -> dict[str, Any]:
+    """A dataclass's fields as a Records item; the tenant is in the key, not the item."""
+    return {f.name: getattr(value, f.name) for f in fields(value) if f.name != "tenant"}
+
+
 @dataclass(frozen=True)
 class Assistant:
     tenant: str
@@ -85,18 +90,7 @@ class Assistant:
     updated_at: float
 
     def data(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "avatar": self.avatar,
-            "description": self.description,
-            "dataset_ids": self.dataset_ids,
-            "llm": self.llm,
-            "prompt": self.prompt,
-            "top_k": self.top_k,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        return record_data(self)
 
     @classmethod
     def of(cls, tenant: str, d: Mapping[str, Any]) -> Assistant:
@@ -118,17 +112,7 @@ class Conversation:
     variables: dict[str, Any] = field(default_factory=dict)  # an agent's Begin inputs
 
     def data(self) -> dict[str, Any]:
-        return {
-            "variables": self.variables,
-            "id": self.id,
-            "owner_id": self.owner_id,
-            "kind": self.kind,
-            "name": self.name,
-            "user_id": self.user_id,
-            "messages": self.messages,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+        return record_data(self)
 
 
 @dataclass(frozen=True)
@@ -231,8 +215,7 @@ class AssistantService:
             raise Invalid("`dataset_ids` should be a list")
         out = list(dict.fromkeys(ids))
         for ds_id in out:
-            ds = self._datasets.by_id(tenant, ds_id)
-            if ds is None or ds.in_project:
+            if self.dataset(tenant, ds_id) is None:
                 raise NotFound(f"You don't own the dataset {ds_id}")
             docs = self._datasets.documents(tenant, ds_id)
             if not any(d.chunk_count for d in docs):
@@ -531,11 +514,7 @@ class AssistantService:
         mc = self.model_config(llm.get("model_name"))
         model = await asyncio.to_thread(self._catalog.load, mc)
         chunks: list[ScoredChunk] = []
-        live = [
-            i
-            for i in dataset_ids
-            if (ds := self._datasets.by_id(tenant, i)) is not None and not ds.in_project
-        ]
+        live = [i for i in dataset_ids if self.dataset(tenant, i) is not None]
         if live:
             w_kw = float(prompt.get("keywords_similarity_weight", 0.7))
             result = await asyncio.to_thread(

@@ -328,7 +328,7 @@ class TenantDatasets:
         targets = (
             self.datasets(tenant)
             if ids is None
-            else [self.get(tenant, i) for i in dict.fromkeys(_ids(ids, "ids"))]
+            else [self.get(tenant, i) for i in dict.fromkeys(check_ids(ids, "ids"))]
         )
         for ds in targets:
             self._ds.purge(ds, self._ds.documents(tenant, ds.id))
@@ -461,7 +461,7 @@ class TenantDatasets:
             targets = docs
         else:
             targets = []
-            for i in dict.fromkeys(_ids(ids, "ids")):
+            for i in dict.fromkeys(check_ids(ids, "ids")):
                 if i not in by_id:
                     raise NotFound(f"Document not found: {i}")
                 targets.append(by_id[i])
@@ -475,7 +475,7 @@ class TenantDatasets:
         ds, docs = self.documents(tenant, dataset_id)
         by_id = {d.id: d for d in docs}
         picked = []
-        for i in dict.fromkeys(_ids(ids, "document_ids")):
+        for i in dict.fromkeys(check_ids(ids, "document_ids")):
             if i not in by_id:
                 raise NotFound(f"You don't own the document {i}.")
             picked.append(by_id[i])
@@ -499,14 +499,10 @@ class TenantDatasets:
         return strategy_for(method, config)
 
 
-def _ids(value: Any, field: str) -> list[str]:
+def check_ids(value: Any, field: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
         raise Invalid(f"`{field}` must be a list of strings")
     return value
-
-
-def check_ids(value: Any, field: str) -> list[str]:
-    return _ids(value, field)
 
 
 def _unique_name(name: str, taken: set[str]) -> str:

@@ -32,6 +32,20 @@ from pasture.services.tenant_datasets import check_ids, check_page, paged
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["ragflow"])
 
+# What the singular draft sends back with a chat but nobody can change.
+_CHAT_READ_ONLY = (
+    "create_date",
+    "create_time",
+    "update_date",
+    "update_time",
+    "id",
+    "tenant_id",
+    "do_refer",
+    "language",
+    "prompt_type",
+    "status",
+    "top_k",
+)
 # Fields of a completion body that are not prompt variables.
 _COMPLETION_FIELDS = {"question", "stream", "session_id", "user_id", "quote", "name"}
 
@@ -171,9 +185,7 @@ def _singular_fields(body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(kbs, list):
             raise Invalid("`knowledgebases` must be a list")
         out["dataset_ids"] = [k.get("id") if isinstance(k, dict) else k for k in kbs]
-    for ro in ("create_date", "create_time", "update_date", "update_time", "id", "tenant_id"):
-        out.pop(ro, None)
-    for ro in ("do_refer", "language", "prompt_type", "status", "top_k"):
+    for ro in _CHAT_READ_ONLY:
         out.pop(ro, None)
     return out
 

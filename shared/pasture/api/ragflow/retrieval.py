@@ -101,8 +101,10 @@ def view(r: DatasetSearchResult) -> dict[str, Any]:
 
 
 async def _retrieve(c: Container, tenant: str, req: DatasetSearch) -> JSONResponse:
-    await run_in_threadpool(c.dataset_search.check, tenant, req)
-    extra = await c.dataset_search.keywords(req.question) if req.keyword else ""
+    extra = ""
+    if req.keyword:  # check before the model call; otherwise `search` checks
+        await run_in_threadpool(c.dataset_search.check, tenant, req)
+        extra = await c.dataset_search.keywords(req.question)
     result = await run_in_threadpool(c.dataset_search.search, tenant, req, extra)
     return ok(view(result))
 
