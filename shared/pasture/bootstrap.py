@@ -26,7 +26,9 @@ from pasture.services.accounts import AccountService
 from pasture.services.agents import AgentService
 from pasture.services.assistants import AssistantService
 from pasture.services.chat import ChatService
+from pasture.services.chatbot import ChatbotService
 from pasture.services.chunks import ChunkService
+from pasture.services.conversations import ConversationService
 from pasture.services.dataset_search import DatasetSearchService
 from pasture.services.datasets import DatasetService
 from pasture.services.ingestion import INGEST, IngestionService
@@ -35,6 +37,7 @@ from pasture.services.projects import ProjectService
 from pasture.services.retrieval import RetrievalService
 from pasture.services.tenancy import Authenticator
 from pasture.services.tenant_datasets import TenantDatasets
+from pasture.services.transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,10 @@ class Container:
     retrieval: RetrievalService
     chat: ChatService
     accounts: AccountService
+    catalog: ModelCatalog
+    conversations: ConversationService  # LlamaChat
+    chatbot: ChatbotService  # llama_internet_chatbot
+    transcription: TranscriptionService
     _closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -233,6 +240,10 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
     assistants = AssistantService(records, datasets, dataset_search, embedder, catalog)
     agents = AgentService(records, assistants)
     accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
+    default_model = lambda: catalog.load(SERVER_DEFAULT)  # noqa: E731
+    conversations = _build_conversations(settings, records, default_model)
+    chatbot = _build_chatbot(settings, records, embedder, default_model)
+    transcription = _build_transcription(settings)
     if settings.chat_preload:
         catalog.load(SERVER_DEFAULT)
     container = Container(
@@ -260,10 +271,47 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         retrieval=retrieval,
         chat=chat,
         accounts=accounts,
+        catalog=catalog,
+        conversations=conversations,
+        chatbot=chatbot,
+        transcription=transcription,
     )
     workflow.start_workers()
     container._closers += [db.close, index.close, workflow.stop, lambda: _close_models(catalog)]
     return container
+
+
+# --------------------------------------------------------------------- LlamaChat
+
+
+def _build_conversations(
+    settings: Settings, records: Records, default_model: Callable[[], ChatModel]
+) -> ConversationService:
+    return ConversationService(
+        records,
+        default_model,
+        max_content=settings.llamachat_max_content,
+        max_tokens=settings.chat_max_tokens,
+    )
+
+
+# --------------------------------------------------------------------- internet chatbot
+
+
+def _build_chatbot(
+    settings: Settings,
+    records: Records,
+    embedder: Embedder,
+    default_model: Callable[[], ChatModel],
+) -> ChatbotService:
+    return ChatbotService(records, default_model)
+
+
+# --------------------------------------------------------------------- transcription
+
+
+def _build_transcription(settings: Settings) -> TranscriptionService:
+    return TranscriptionService()
 
 
 def _close_models(catalog: ModelCatalog) -> None:

