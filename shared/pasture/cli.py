@@ -1,4 +1,4 @@
-"""`pasture serve | ingest | query`."""
+"""`pasture serve | ingest | query | keys create|list|revoke`."""
 
 from __future__ import annotations
 
@@ -60,22 +60,39 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+@contextmanager
+def _consumer_keys(s: Settings) -> Iterator[Any]:
+    """The consumer key store of the data dir. No data-dir lock: keys are SQLite records
+    (WAL), safe beside a running server, which sees a new or revoked key at once."""
+    from pasture.adapters.local.sqlite_db import SqliteDb
+    from pasture.adapters.local.sqlite_records import SqliteRecords
+    from pasture.services.consumer_keys import ConsumerKeyService
+
+    db = SqliteDb(s.data_dir / "pasture.db")
+    try:
+        yield ConsumerKeyService(SqliteRecords(db))
+    finally:
+        db.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from pasture.api.app import create_app
 
     s = _settings(args)
-    if s.open_mode and not _is_loopback(s.host):
+    with _consumer_keys(s) as ck:
+        open_mode = s.open_mode and not ck.any()
+    if open_mode and not _is_loopback(s.host):
         print(
             f"error: no API key is configured, so Pasture runs open and binds to 127.0.0.1 only"
             f" (asked for {s.host}). Set PASTURE_API_KEYS or PASTURE_API_KEYS_FILE to serve beyond"
-            " this machine.",
+            " this machine (or create one: pasture keys create NAME).",
             file=sys.stderr,
         )
         return 2
     with data_dir_lock(s.data_dir, "pasture serve"):
-        mode = "open single-tenant mode" if s.open_mode else f"{len(s.consumer_keys())} API key(s)"
+        mode = "open single-tenant mode" if open_mode else "API keys required"
         print(f"Pasture on http://{s.host}:{s.port} ({mode}, data in {s.data_dir})", flush=True)
         uvicorn.run(create_app(settings=s), host=s.host, port=s.port, log_level=s.log_level)
     return 0
@@ -188,6 +205,38 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    s = _settings(args)
+    with _consumer_keys(s) as ck:
+        if args.keys_command == "create":
+            key = ck.create(args.name)
+            print(key.secret)
+            print(
+                f"Key {key.key_id} for consumer {key.consumer!r}: send it as X-Api-Key (or"
+                " Authorization: Bearer). It is shown only now; only its digest is kept.",
+                file=sys.stderr,
+            )
+            if s.open_mode:
+                print(
+                    "A server running in open mode starts requiring keys when restarted.",
+                    file=sys.stderr,
+                )
+        elif args.keys_command == "list":
+            static = sorted(s.consumer_keys())
+            for k in ck.listed(args.name):
+                when = datetime.fromtimestamp(k.created_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+                print(f"{k.consumer}\t{k.key_id}\t{when}")
+            for name in static:
+                if args.name in (None, name):
+                    print(f"{name}\t(settings)\t-")
+        else:
+            n = ck.revoke(args.name, args.key_id)
+            print(f"revoked {n} key(s) of {args.name!r}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pasture", description="Pasture RAG, chat and speech API")
     sub = p.add_subparsers(dest="command", required=True)
@@ -218,6 +267,19 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--data-dir", type=Path)
     query.add_argument("--tenant")
     query.set_defaults(func=cmd_query)
+
+    keys = sub.add_parser("keys", help="manage consumer API keys (stored hashed in the data dir)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="make a key for a consumer; prints it once")
+    create.add_argument("name", help="the consumer (tenant) the key acts as")
+    listing = keys_sub.add_parser("list", help="consumers and their key ids (never the keys)")
+    listing.add_argument("name", nargs="?", help="only this consumer")
+    revoke = keys_sub.add_parser("revoke", help="revoke a consumer's keys, or one by its id")
+    revoke.add_argument("name")
+    revoke.add_argument("key_id", nargs="?", help="the key id shown by `keys list`")
+    for k in (create, listing, revoke):
+        k.add_argument("--data-dir", type=Path)
+    keys.set_defaults(func=cmd_keys)
     return p
 
 

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SECRETS_FILE = "appsettings.secrets.json"
 _PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "password", "test", "xxx"}
 
 
@@ -127,6 +128,19 @@ class Settings(BaseSettings):
     # Fetching refuses private, loopback, link-local and other non-public addresses (SSRF).
     # Only for tests and closed networks: allow them.
     web_fetch_allow_private: bool = False
+    # Networks fetched even though they are not public, e.g. "10.20.0.0/16,192.168.1.5"
+    # (an intranet wiki); everything else stays behind the guard.
+    web_fetch_allow_networks: str = ""
+
+    @field_validator("web_fetch_allow_networks", mode="after")
+    @classmethod
+    def _networks_parse(cls, v: str) -> str:
+        import ipaddress
+
+        for part in v.split(","):
+            if part.strip():
+                ipaddress.ip_network(part.strip(), strict=False)  # ValueError names it
+        return v
 
     @field_validator("data_dir", mode="after")
     @classmethod
@@ -152,10 +166,15 @@ class Settings(BaseSettings):
         return self
 
     def consumer_keys(self) -> dict[str, str]:
-        """All configured consumer keys (settings string, then the secrets file)."""
+        """All configured consumer keys: the settings string, then the secrets file
+        (PASTURE_API_KEYS_FILE, else `appsettings.secrets.json` in the data dir if there is
+        one, LlamaChat's file). Keys made by `pasture keys create` live in the data store."""
         keys = parse_api_keys(self.api_keys)
-        if self.api_keys_file is not None:
-            keys.update(parse_api_keys(self.api_keys_file.expanduser().read_text("utf-8")))
+        path = self.api_keys_file
+        if path is None and (self.data_dir / SECRETS_FILE).is_file():
+            path = self.data_dir / SECRETS_FILE
+        if path is not None:
+            keys.update(parse_api_keys(path.expanduser().read_text("utf-8")))
         return keys
 
     @property

@@ -40,6 +40,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/projects/{namespace}/{project}/chat/completions"): {
         "json": {"messages": [{"role": "user", "content": "secret plans?"}], "max_tokens": 1}
     },
+    # llama_internet_chatbot
+    ("PUT", "/chats/update/{chat_id}"): {"json": {"name": "renamed by B"}},
 }
 
 # Destructive routes run last, so earlier checks still find A's resources.
@@ -58,7 +60,8 @@ def id_routes() -> list[tuple[str, str]]:
         for m in ops
     ]
     out.sort(
-        key=lambda mp: (mp[1].count("/") * -1 if mp[0] == "DELETE" else 0, ORDER[mp[0]], mp[1])
+        # Deletes last, the deepest first (a file before its dataset before its project).
+        key=lambda mp: (ORDER[mp[0]], -mp[1].count("/") if mp[0] == "DELETE" else 0, mp[1])
     )
     return out
 
@@ -81,7 +84,17 @@ def owned(client: TestClient, api_keys: dict[str, str]) -> dict[str, str]:
         json={"messages": [{"role": "user", "content": "Where is the treasure?"}], "max_tokens": 2},
     )
     assert chat.status_code == 200, chat.text
+    # llama_internet_chatbot: a chat with one message.
+    ichat = a.req("POST", "/chats/create", json={"name": "A's secret chat"})
+    assert ichat.status_code == 201, ichat.text
+    row = a.req(
+        "POST",
+        "/conversations/create",
+        json={"chat_id": ichat.json()["id"], "role": "Human", "message": "Where is the treasure?"},
+    )
+    assert row.status_code == 201, row.text
     return {
+        "chat_id": ichat.json()["id"],
         "session_id": chat.headers["X-Session-ID"],
         "namespace": ns,
         "project": project,
@@ -99,6 +112,7 @@ def unknown_ids(owned: dict[str, str]) -> dict[str, str]:
         "file_hash": "0" * 64,
         "task_id": "00000000-0000-4000-8000-000000000000",
         "session_id": "00000000-0000-4000-8000-00000000beef",
+        "chat_id": "00000000-0000-4000-8000-0000000000c4",
     }
 
 

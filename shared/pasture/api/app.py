@@ -16,6 +16,7 @@ from pasture.config import Settings, get_settings
 
 # Multipart framing on top of the largest file we accept.
 _MULTIPART_OVERHEAD = 1024 * 1024
+_AUDIO_FORM_OVERHEAD = 64 * 1024
 
 
 def create_app(
@@ -51,5 +52,11 @@ def create_app(
     for g in groups:
         for router in g.load_routers():
             app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=s.max_upload_bytes + _MULTIPART_OVERHEAD)
+    # Speech uploads have their own limit (the other form fields are a few short strings).
+    audio = s.max_audio_bytes + _AUDIO_FORM_OVERHEAD
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=s.max_upload_bytes + _MULTIPART_OVERHEAD,
+        limits={"/api/transcription": audio, "/v1/audio": audio},
+    )
     return app

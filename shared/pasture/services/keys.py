@@ -16,6 +16,10 @@ Every partition key starts with the tenant, so no query can cross tenants.
 | task                | T#<t>#P#<ns>/<project>#TASK | <task id>   |
 | chat session (TTL)  | T#<t>#P#<ns>/<project>#CHAT | <session id>|
 | account API key     | T#<t>#APIKEY                | <sha256 hex of the key> |
+| LlamaChat conversation | T#<t>#LCCONV             | <24 hex id> |
+| LlamaChat turn (message + reply) | T#<t>#LCTURN#<conversation id> | <sequence, 8 digits> |
+| internet chatbot chat | T#<t>#ICHAT                | <chat id: UUIDv7, so key order = creation order> |
+| internet chatbot message row | T#<t>#IROW         | <chat id>#<row id: UUIDv7> |
 
 The one exception is the credential lookups of RAGFlow accounts (services/accounts.py): they
 are found before any tenant is known, so they sit in three global partitions, like DynamoDB's
@@ -27,6 +31,14 @@ queried, and each names the tenant it belongs to. No secret is stored in clear.
 | user by email (unique)      | USER      | <lowercased email>           |
 | API key -> tenant           | APIKEY    | <sha256 hex of the key>      |
 | login session (TTL)         | SESSION   | <sha256 hex of the token>    |
+
+Consumer keys made by `pasture keys create` (services/consumer_keys.py) are two more global
+lookups of the same kind: by digest when a request comes in, by name for `keys list|revoke`.
+
+| item                        | pk          | sk                                  |
+|-----------------------------|-------------|-------------------------------------|
+| consumer key -> consumer    | CONSUMERKEY | <sha256 hex of the key>             |
+| consumer's keys             | CONSUMER    | <consumer name>#<key id>            |
 """
 
 from __future__ import annotations
@@ -81,10 +93,31 @@ def account_keys(tenant: str) -> str:
     return f"T#{tenant}#APIKEY"
 
 
+def llamachat_conversations(tenant: str) -> str:
+    return f"T#{tenant}#LCCONV"
+
+
+def llamachat_turns(tenant: str, conversation_id: str) -> str:
+    return f"T#{tenant}#LCTURN#{conversation_id}"
+
+
+def chatbot_chats(tenant: str) -> str:
+    """llama_internet_chatbot's chats."""
+    return f"T#{tenant}#ICHAT"
+
+
+def chatbot_rows(tenant: str) -> str:
+    """All message rows of a tenant's internet-chatbot chats, one partition: one chat's rows
+    are the sort-key prefix `<chat id>#`, in time order; listing all is one query."""
+    return f"T#{tenant}#IROW"
+
+
 # Global credential lookups (see the table above): read by exact key only.
 USERS = "USER"
 API_KEYS = "APIKEY"
 SESSIONS = "SESSION"
+CONSUMER_KEYS = "CONSUMERKEY"
+CONSUMERS = "CONSUMER"
 
 
 def blob(dataset_id: str, document_id: str) -> str:

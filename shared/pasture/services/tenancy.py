@@ -29,14 +29,19 @@ class Authenticator:
         *,
         open_tenant: str,
         lookup: KeyLookup | None = None,
+        stored_keys: bool = False,
     ) -> None:
+        """`stored_keys`: whether keys made by `pasture keys create` exist (found through
+        `lookup`); with them, as with static keys, the server is not open. Decided once, at
+        startup: revoking the last key while running never opens a server."""
         self._keys = [(_digest(secret), name) for name, secret in consumer_keys.items()]
         self._open_tenant = open_tenant
         self._lookup = lookup
+        self._open = not self._keys and not stored_keys
 
     @property
     def open_mode(self) -> bool:
-        return not self._keys
+        return self._open
 
     def tenant_for(self, presented: str | None) -> str:
         """The tenant a key belongs to. In open mode every caller is the one local tenant."""

