@@ -1,10 +1,11 @@
-"""Contract of the BlobStore port. Add adapters to STORES (S3 joins with moto)."""
+"""Contract of the BlobStore port. Add adapters to STORES (S3 runs on moto, in process)."""
 
 from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,19 @@ import pytest
 from pasture.adapters.local.file_blob_store import FileBlobStore
 from pasture.domain.errors import Invalid, NotFound
 from pasture.ports import BlobStore
+from tests.helpers.aws import s3_blob_store
 
-STORES: dict[str, Callable[[Path], BlobStore]] = {"file": lambda d: FileBlobStore(d / "blobs")}
+# Each factory gives a context manager: the store lives until the test ends.
+STORES: dict[str, Callable[[Path], AbstractContextManager[BlobStore]]] = {
+    "file": lambda d: nullcontext(FileBlobStore(d / "blobs")),
+    "s3": lambda d: s3_blob_store(prefix="pasture"),
+}
 
 
 @pytest.fixture(params=sorted(STORES))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
-    return STORES[request.param](tmp_path)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    with STORES[request.param](tmp_path) as store:
+        yield store
 
 
 def test_put_open_round_trip(store: BlobStore) -> None:

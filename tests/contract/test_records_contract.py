@@ -1,11 +1,12 @@
 """Contract of the Records port, run against every adapter.
 
-Add an adapter by adding a factory to RECORDS (the DynamoDB one joins with moto)."""
+Add an adapter by adding a factory to RECORDS (DynamoDB runs on moto, in process)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -14,18 +15,22 @@ from pasture.adapters.local.sqlite_db import SqliteDb
 from pasture.adapters.local.sqlite_records import SqliteRecords
 from pasture.domain.errors import Conflict
 from pasture.ports import Record, Records
+from tests.helpers.aws import dynamodb_records
 from tests.helpers.concurrency import run_together
 from tests.helpers.fakes import InMemoryRecords
 
-RECORDS: dict[str, Callable[[Path], Records]] = {
-    "sqlite": lambda d: SqliteRecords(SqliteDb(d / "records.db")),
-    "memory": lambda d: InMemoryRecords(),
+# Each factory gives a context manager: the store lives until the test ends.
+RECORDS: dict[str, Callable[[Path], AbstractContextManager[Records]]] = {
+    "sqlite": lambda d: nullcontext(SqliteRecords(SqliteDb(d / "records.db"))),
+    "memory": lambda d: nullcontext(InMemoryRecords()),
+    "dynamodb": lambda d: dynamodb_records(),
 }
 
 
 @pytest.fixture(params=sorted(RECORDS))
 def records(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Records]:
-    yield RECORDS[request.param](tmp_path)
+    with RECORDS[request.param](tmp_path) as records:
+        yield records
 
 
 def test_put_then_get_round_trips_nested_data(records: Records) -> None:
