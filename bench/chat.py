@@ -38,8 +38,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -53,7 +51,7 @@ from typing import Any
 
 import httpx
 
-from benchlib import machine
+from benchlib import machine, start_server, stop_server
 from pasture.adapters.local.llamacpp_chat import (
     DEFAULT_MIN_P,
     DEFAULT_TOP_K,
@@ -202,12 +200,6 @@ async def run_adapter(model: LlamaCppChatModel, msgs: list[dict[str, str]], n: i
 # ---------------------------------------------------------------------- the server
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def proc_status(pid: int, name: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(name + ":"):
@@ -215,48 +207,17 @@ def proc_status(pid: int, name: str) -> int:
     raise KeyError(name)
 
 
-def start_server(data_dir: Path, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("PASTURE_")
-    }  # no stray keys or settings from the caller's shell
-    env.update(
-        PASTURE_CHAT_PRELOAD="true",
-        PASTURE_CHAT_THREADS=str(threads),
-        PASTURE_CHAT_CONTEXT_LENGTH=str(CTX),
-        PASTURE_LOG_LEVEL="warning",
+def start(data_dir: Path, threads: int, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    return start_server(
+        data_dir,
+        log,
+        {
+            "PASTURE_CHAT_PRELOAD": "true",
+            "PASTURE_CHAT_THREADS": str(threads),
+            "PASTURE_CHAT_CONTEXT_LENGTH": str(CTX),
+            "PASTURE_LOG_LEVEL": "warning",
+        },
     )
-    exe = Path(sys.executable).parent / "pasture"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health/liveness", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop_server(proc)
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 CHAT_PATH = f"/v1/projects/{NS}/{PROJECT}/chat/completions"
@@ -446,7 +407,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
     )
 
     log = tmp / "server.log"
-    proc, url = start_server(tmp / "data", threads, log)
+    proc, url = start(tmp / "data", threads, log)
     try:
         http = httpx.Client(base_url=url, timeout=httpx.Timeout(300.0, connect=5.0))
         r = http.post(f"/v1/projects/{NS}", json={"name": PROJECT, "config_template": "server"})

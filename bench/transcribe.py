@@ -24,14 +24,10 @@ timeout per request. Always exits 0.
 import onnxruntime  # noqa: F401  # isort: skip
 
 import argparse
-import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from benchlib import machine
+from benchlib import machine, start_server, stop_server
 from pasture.adapters.local.faster_whisper_transcriber import FasterWhisperTranscriber
 from pasture.adapters.local.model_files import whisper_tiny_en_dir
 from pasture.adapters.local.pyav_audio import decode_audio
@@ -93,56 +89,15 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
     return row[-1] / max(1, len(ref))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(
-    data_dir: Path, log: Path, threads: int | None
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    # No stray keys or settings from the caller's shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PASTURE_")}
-    env.update(
-        PASTURE_WHISPER_PRELOAD="true",
-        PASTURE_CHAT_PRELOAD="false",
-        PASTURE_LOG_LEVEL="warning",
-    )
+def start(data_dir: Path, log: Path, threads: int | None) -> tuple[subprocess.Popen[bytes], str]:
+    settings = {
+        "PASTURE_WHISPER_PRELOAD": "true",
+        "PASTURE_CHAT_PRELOAD": "false",
+        "PASTURE_LOG_LEVEL": "warning",
+    }
     if threads:
-        env["PASTURE_WHISPER_THREADS"] = str(threads)
-    exe = Path(sys.executable).parent / "pasture"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(exe), "serve", "--port", str(port), "--data-dir", str(data_dir)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health/liveness", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    stop_server(proc)
-    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-
-
-def stop_server(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        settings["PASTURE_WHISPER_THREADS"] = str(threads)
+    return start_server(data_dir, log, settings)
 
 
 def med(xs: list[float]) -> float:
@@ -162,7 +117,7 @@ def bench(args: argparse.Namespace, tmp: Path) -> None:
     )
 
     bare = FasterWhisperTranscriber(whisper_tiny_en_dir(), threads=args.threads, preload=True)
-    proc, url = start_server(tmp / "data", tmp / "server.log", args.threads)
+    proc, url = start(tmp / "data", tmp / "server.log", args.threads)
     try:
         http = httpx.Client(base_url=url, timeout=httpx.Timeout(120.0, connect=5.0))
         data = audio.read_bytes()
