@@ -90,28 +90,19 @@ class ConversationService:
         return conv
 
     def get(self, tenant: str, conv_id: str) -> Conversation:
-        rec = self._records.get(keys.llamachat_conversations(tenant), conv_id)
-        if rec is None or not _ID.match(conv_id):
-            raise NotFound("Conversation not found.")
-        d = rec.data
-        return Conversation(
-            conv_id, str(d["title"]), d["created_at"], d["updated_at"], int(d["turns"])
+        rec = (
+            self._records.get(keys.llamachat_conversations(tenant), conv_id)
+            if _ID.match(conv_id)
+            else None
         )
+        if rec is None:
+            raise NotFound("Conversation not found.")
+        return _conversation(rec)
 
     def recent(self, tenant: str) -> list[Conversation]:
         """Newest first."""
         rows = self._records.query(keys.llamachat_conversations(tenant), "", limit=None)
-        out = [
-            Conversation(
-                r.sk,
-                str(r.data["title"]),
-                r.data["created_at"],
-                r.data["updated_at"],
-                int(r.data["turns"]),
-            )
-            for r in rows
-        ]
-        return sorted(out, key=lambda c: (c.created_at, c.id), reverse=True)
+        return sorted(map(_conversation, rows), key=lambda c: (c.created_at, c.id), reverse=True)
 
     def delete(self, tenant: str, conv_id: str) -> None:
         self.get(tenant, conv_id)
@@ -123,16 +114,14 @@ class ConversationService:
             self._records.delete(pk, r.sk)
 
     def messages(self, tenant: str, conv_id: str) -> list[Message]:
-        self.get(tenant, conv_id)
-        return self._messages(tenant, conv_id)
+        return self.with_messages(tenant, conv_id)[1]
 
-    def _messages(self, tenant: str, conv_id: str) -> list[Message]:
-        out: list[Message] = []
-        for r in self._records.query(keys.llamachat_turns(tenant, conv_id), "", limit=None):
-            d = r.data
-            out.append(Message("user", str(d["user"]), d["created_at"]))
-            out.append(Message("assistant", str(d["assistant"]), d["answered_at"]))
-        return out
+    def with_messages(self, tenant: str, conv_id: str) -> tuple[Conversation, list[Message]]:
+        conv = self.get(tenant, conv_id)
+        return conv, _messages(self._turns(tenant, conv_id))
+
+    def _turns(self, tenant: str, conv_id: str) -> list[Record]:
+        return self._records.query(keys.llamachat_turns(tenant, conv_id), "", limit=None)
 
     # ------------------------------------------------------------------ a turn
 
@@ -150,7 +139,8 @@ class ConversationService:
         self.check_content(content)
         conv = self.get(tenant, conv_id)
         asked_at = time.time()
-        history = [ChatMessage(m.role, m.content) for m in self._messages(tenant, conv_id)]
+        turns = self._turns(tenant, conv_id)
+        history = [ChatMessage(m.role, m.content) for m in _messages(turns)]
         try:
             model = self._model()
             head = [ChatMessage("system", self._system)] if self._system else []
@@ -167,7 +157,8 @@ class ConversationService:
             raise Upstream(f"The language model backend failed: {exc.message}") from exc
         answer = done.text.strip()
         answered_at = time.time()
-        seq = self._store_turn(tenant, conv, content, answer, asked_at, answered_at)
+        next_seq = int(turns[-1].sk) + 1 if turns else 0
+        seq = self._store_turn(tenant, conv, next_seq, content, answer, asked_at, answered_at)
         if not self._touch(tenant, conv, content if seq == 0 else None, answered_at):
             # Deleted while the model was answering: leave no orphan turn behind.
             self._records.delete(keys.llamachat_turns(tenant, conv.id), f"{seq:0{_SEQ_DIGITS}d}")
@@ -175,11 +166,18 @@ class ConversationService:
         return Message("assistant", answer, answered_at)
 
     def _store_turn(
-        self, tenant: str, conv: Conversation, user: str, answer: str, asked: float, answered: float
+        self,
+        tenant: str,
+        conv: Conversation,
+        seq: int,
+        user: str,
+        answer: str,
+        asked: float,
+        answered: float,
     ) -> int:
+        """Store the turn at `seq` (the next number when the history was read), or at the
+        next free one after it; returns the number used."""
         pk = keys.llamachat_turns(tenant, conv.id)
-        last = self._records.query(pk, "", limit=None)
-        seq = int(last[-1].sk) + 1 if last else 0
         for _ in range(_PUT_ATTEMPTS):
             try:
                 self._records.put(
@@ -231,3 +229,17 @@ class ConversationService:
                 "turns": c.turns,
             },
         )
+
+
+def _conversation(rec: Record) -> Conversation:
+    d = rec.data
+    return Conversation(rec.sk, str(d["title"]), d["created_at"], d["updated_at"], int(d["turns"]))
+
+
+def _messages(turns: list[Record]) -> list[Message]:
+    out: list[Message] = []
+    for r in turns:
+        d = r.data
+        out.append(Message("user", str(d["user"]), d["created_at"]))
+        out.append(Message("assistant", str(d["assistant"]), d["answered_at"]))
+    return out

@@ -71,8 +71,7 @@ def list_conversations(c: ContainerDep, tenant: TenantDep) -> list[dict[str, Any
 
 @router.get("/{conversation_id}", summary="A conversation and its messages (extension)")
 def get_conversation(conversation_id: str, c: ContainerDep, tenant: TenantDep) -> dict[str, Any]:
-    conv = c.conversations.get(tenant, conversation_id)
-    messages = c.conversations.messages(tenant, conversation_id)
+    conv, messages = c.conversations.with_messages(tenant, conversation_id)
     return {**_summary(conv), "messages": [_message(m) for m in messages]}
 
 
