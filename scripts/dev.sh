@@ -80,8 +80,8 @@ case "$cmd" in
   test) ensure_venv; ensure_test_tools; exec "$VENV/bin/pytest" "$@" ;;
   lint)
     ensure_venv
-    "$VENV/bin/ruff" check shared tests bench
-    "$VENV/bin/ruff" format --check shared tests bench
+    "$VENV/bin/ruff" check shared tests bench functions infra
+    "$VENV/bin/ruff" format --check shared tests bench functions infra
     "$VENV/bin/mypy"
     ;;
   bench)

@@ -602,28 +602,36 @@ def _build_chatbot(
     embedder: Embedder,
     default_model: Callable[[], ChatModel],
 ) -> ChatbotService:
-    from pasture.adapters.remote.web_fetch import HttpPageFetcher, parse_networks
-    from pasture.adapters.remote.web_search import DuckDuckGoWebSearch, SearxngWebSearch
-    from pasture.ports import WebSearch
+    """The search engine and the page fetcher (httpx) are built on first use: every Lambda
+    wires this service, only the chat group's web answers use them."""
+    from pasture.ports import PageFetcher, WebSearch
 
-    search: WebSearch
-    if settings.web_search == "searxng":
-        if not settings.searxng_url:
-            raise Invalid("PASTURE_WEB_SEARCH=searxng needs PASTURE_SEARXNG_URL")
-        search = SearxngWebSearch(settings.searxng_url, timeout=settings.web_search_timeout)
-    else:
-        search = DuckDuckGoWebSearch(settings.duckduckgo_url, timeout=settings.web_search_timeout)
-    fetcher = HttpPageFetcher(
-        timeout=settings.web_fetch_timeout,
-        max_bytes=settings.web_fetch_max_bytes,
-        allow_private=settings.web_fetch_allow_private,
-        allow_networks=parse_networks(settings.web_fetch_allow_networks),
-    )
+    if settings.web_search == "searxng" and not settings.searxng_url:
+        raise Invalid("PASTURE_WEB_SEARCH=searxng needs PASTURE_SEARXNG_URL")
+
+    def search() -> WebSearch:
+        from pasture.adapters.remote.web_search import DuckDuckGoWebSearch, SearxngWebSearch
+
+        if settings.web_search == "searxng":
+            assert settings.searxng_url is not None
+            return SearxngWebSearch(settings.searxng_url, timeout=settings.web_search_timeout)
+        return DuckDuckGoWebSearch(settings.duckduckgo_url, timeout=settings.web_search_timeout)
+
+    def fetcher() -> PageFetcher:
+        from pasture.adapters.remote.web_fetch import HttpPageFetcher, parse_networks
+
+        return HttpPageFetcher(
+            timeout=settings.web_fetch_timeout,
+            max_bytes=settings.web_fetch_max_bytes,
+            allow_private=settings.web_fetch_allow_private,
+            allow_networks=parse_networks(settings.web_fetch_allow_networks),
+        )
+
     return ChatbotService(
         records,
         default_model,
-        search=search,
-        fetcher=fetcher,
+        search=lazy(WebSearch, search),  # type: ignore[type-abstract]
+        fetcher=lazy(PageFetcher, fetcher),  # type: ignore[type-abstract]
         embedder=embedder,
         max_tokens=settings.chat_max_tokens,
         fetch_pages=settings.web_fetch_pages,

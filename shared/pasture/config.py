@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     chat_url: str | None = None
     chat_api_key: str | None = None
     chat_model_name: str = "default"
+    # X-Ray tracing of the Lambda handlers (Powertools Tracer). Needs aws-xray-sdk in the
+    # layer; without it the handlers log a warning and run untraced.
+    tracing: bool = False
 
     @field_validator("web_fetch_allow_networks", mode="after")
     @classmethod

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pasture.domain.chat import ChatMessage, Completion, GenerationParams, TextDelta
 from pasture.domain.search import (
@@ -21,11 +21,15 @@ from pasture.domain.search import (
     Scalar,
     SearchHit,
     SearchQuery,
-    Vector,
     fuse,
 )
 from pasture.domain.speech import AudioClip, Transcript
 from pasture.domain.web import WebPage, WebResult
+
+if TYPE_CHECKING:
+    # A numpy type alias, for annotations only: importing numpy here would load it in
+    # every process (see pasture.domain.search).
+    from pasture.domain.search import Vector
 
 # --------------------------------------------------------------------------- BlobStore
 

@@ -18,6 +18,7 @@ import pytest
 from pasture.domain.chat import ChatMessage, Completion, FinishReason, GenerationParams, TextDelta
 from pasture.domain.errors import Invalid, Unavailable
 from pasture.ports import ChatModel
+from tests.helpers.sagemaker_fake import sagemaker_stack  # noqa: F401  (the fixture)
 
 NAME = "smollm2-135m-instruct"
 CONTEXT = 2048
@@ -50,9 +51,18 @@ def _openai_compatible(request: pytest.FixtureRequest) -> ChatModel:
     return OpenAICompatibleChatModel(base_url, "smollm2", name=NAME, context_length=CONTEXT)
 
 
+def _sagemaker(request: pytest.FixtureRequest) -> ChatModel:
+    # Real boto3 -> a fake sagemaker-runtime -> the real router -> a real llama_cpp.server.
+    from pasture.adapters.aws.sagemaker_chat import SageMakerChatModel
+
+    stack = request.getfixturevalue("sagemaker_stack")
+    return SageMakerChatModel(stack.client(), stack.endpoint, name=NAME, context_length=CONTEXT)
+
+
 ADAPTERS: dict[str, Callable[[pytest.FixtureRequest], ChatModel]] = {
     "llamacpp": _llamacpp,
     "openai_compatible": _openai_compatible,
+    "sagemaker": _sagemaker,
 }
 
 

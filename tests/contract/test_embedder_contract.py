@@ -38,8 +38,19 @@ def _onnx_minilm(tmp: pytest.TempPathFactory) -> Embedder:
     return OnnxEmbedder(model_dir, tmp.mktemp("onnx-cache"), batch_size=4)
 
 
+def _sagemaker_minilm(tmp: pytest.TempPathFactory) -> Embedder:
+    # Real boto3 -> a fake sagemaker-runtime -> the real router computing MiniLM.
+    pytest.importorskip("boto3")
+    from pasture.adapters.aws.sagemaker_embedder import SageMakerEmbedder
+    from tests.helpers.sagemaker_fake import shared_stack
+
+    stack = shared_stack(tmp)
+    return SageMakerEmbedder(stack.client(), stack.endpoint, batch_size=8)
+
+
 CASES = [
     pytest.param(EmbedderCase(_onnx_minilm), id="onnx-minilm"),
+    pytest.param(EmbedderCase(_sagemaker_minilm), id="sagemaker-minilm"),
 ]
 
 

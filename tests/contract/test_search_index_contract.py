@@ -19,6 +19,7 @@ import pytest
 from pasture.adapters.local.sqlite_search_index import SqliteSearchIndex
 from pasture.domain.search import IndexedChunk, RetrievalMode, Scalar, SearchQuery, fuse
 from pasture.ports import SearchIndex
+from tests.helpers.opensearch_fake import fake_search_index
 
 DIM = 8
 TENANT = "acme"
@@ -26,6 +27,8 @@ DS = "handbook"
 
 ADAPTERS: dict[str, Callable[[Path, int], SearchIndex]] = {
     "sqlite": lambda tmp, dim: SqliteSearchIndex(tmp / "index.db", tmp / "vectors", dimension=dim),
+    # OpenSearch on the in-process fake cluster (tests/helpers/opensearch_fake.py).
+    "opensearch": lambda tmp, dim: fake_search_index(dim)[0],
 }
 
 

@@ -43,6 +43,7 @@ from pasture.domain.languages import language_name
 from pasture.domain.speech import SAMPLE_RATE, AudioClip
 from pasture.ports import Transcriber
 from tests.helpers.process import free_port
+from tests.helpers.sagemaker_fake import sagemaker_stack  # noqa: F401  (the fixture)
 from tests.helpers.speech import (
     WER_BOUND,
     Speech,
@@ -238,6 +239,12 @@ def make(kind: str, request: pytest.FixtureRequest, **kw: Any) -> Transcriber:
     switched on and no requests recorded."""
     if kind == "faster-whisper":
         return request.getfixturevalue("local_model")  # type: ignore[no-any-return]
+    if kind == "sagemaker":  # real boto3 -> fake sagemaker-runtime -> real router -> whisper
+        from pasture.adapters.aws.sagemaker_transcriber import SageMakerTranscriber
+
+        stack = request.getfixturevalue("sagemaker_stack")
+        stack.reset()
+        return SageMakerTranscriber(stack.client(), stack.endpoint, **kw)
     srv = fake(kind, request)
     srv.state.reset()
     if kind == "whisper.cpp":
@@ -245,7 +252,7 @@ def make(kind: str, request: pytest.FixtureRequest, **kw: Any) -> Transcriber:
     return OpenAITranscriber(srv.url, model="whisper-1", api_key=API_KEY, **kw)
 
 
-KINDS = ("faster-whisper", "whisper.cpp", "openai")
+KINDS = ("faster-whisper", "whisper.cpp", "openai", "sagemaker")
 REMOTE = ("whisper.cpp", "openai")
 
 

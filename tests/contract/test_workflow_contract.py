@@ -22,8 +22,16 @@ def _thread_workflow(d: Path, handlers: Mapping[str, ItemHandler]) -> ThreadWork
     return wf
 
 
+def _stepfunctions_workflow(d: Path, handlers: Mapping[str, ItemHandler]) -> Workflow:
+    # The real generated state machine, executed by moto, its tasks in process (the helper).
+    from tests.helpers.stepfunctions import contract_workflow
+
+    return contract_workflow(d, handlers)
+
+
 WORKFLOWS: dict[str, Callable[[Path, Mapping[str, ItemHandler]], Workflow]] = {
-    "threads": _thread_workflow
+    "threads": _thread_workflow,
+    "stepfunctions": _stepfunctions_workflow,
 }
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-Vector = npt.NDArray[np.float32]
+    Vector = npt.NDArray[np.float32]
+
 # Metadata values are scalars; a filter value may also be a list meaning "any of".
 Scalar = str | int | float | bool
 FilterValue = Scalar | list[Scalar]
@@ -63,6 +66,17 @@ class SearchHit:
     score: float
     keyword_score: float
     vector_score: float
+
+
+def __getattr__(name: str) -> Any:
+    # numpy (~70 ms of a Lambda's cold start, bench/coldstart.py) loads on first use, not in
+    # every process that imports the domain: `Vector` is built when something asks for it.
+    if name == "Vector":
+        import numpy as np
+        import numpy.typing as npt
+
+        return npt.NDArray[np.float32]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fuse(vector_score: float, keyword_score: float, vector_weight: float) -> float:

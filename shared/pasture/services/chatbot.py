@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from pasture.domain.chat import ChatMessage, Completion, GenerationParams, TextDelta
 from pasture.domain.errors import Invalid, NotFound, PastureError
 from pasture.domain.web import WebPage, WebResult
@@ -378,6 +376,8 @@ class ChatbotService:
         candidates = [(p, t) for p in pages for t in split_passages(p.text)[:PASSAGES_PER_PAGE]]
         if not candidates:
             return Research((), "the fetched pages had no readable text")
+        import numpy as np  # loaded on first use, not by every Lambda that wires this service
+
         try:
             vectors = self._embedder.embed([question] + [t for _, t in candidates])
             scores = [float(s) for s in np.asarray(vectors[1:]) @ np.asarray(vectors[0])]

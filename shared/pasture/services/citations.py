@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from pasture.services.dataset_search import term_similarities, terms
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _SENTENCE = re.compile(r"(?<=[.!?。！？；;])\s+|\n+")
 _START, _FLOOR, _STEP = 0.63, 0.3, 0.8
@@ -33,6 +35,8 @@ def insert_citations(
     sentences = [p for p in pieces if len(p.strip()) >= 5]
     if not sentences:
         return answer, []
+    import numpy as np  # loaded on first use: most Lambdas that import this never cite
+
     vectors = embed([*sentences, *chunks])
     sv, cv = vectors[: len(sentences)], vectors[len(sentences) :]
     cos = np.clip(sv @ cv.T, 0.0, 1.0)

@@ -1,24 +1,29 @@
 """Ingestion: parse -> chunk -> embed -> index -> mark, run per batch of documents by a Workflow.
 
-The steps are plain functions of their inputs so the same code runs in local worker threads and
-as Step Functions tasks. Chunk ids are deterministic (tenant, dataset, document, index), and a
-document's old chunks are dropped before its new ones go in, so a re-run replaces, never
-duplicates. One bad file never fails the others: every per-document error ends in FAIL with a
-readable message.
+The pipeline is INGEST_STEPS (parse_and_chunk, embed, index, finish), each a method over one
+batch of documents (IngestBatch). The local runtime runs them all in one `handle` call in a
+worker thread; on AWS each is one Step Functions Lambda task (adapters/aws/workflow_tasks.py),
+the batch travelling between them through the BlobStore, and the state machine is generated
+from the same tuple (adapters/aws/state_machine.py). Chunk ids are deterministic (tenant,
+dataset, document, index), and a document's old chunks are dropped before its new ones go in,
+so a re-run replaces, never duplicates. One bad file never fails the others: every per-document
+error ends in FAIL with a readable message.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pasture.domain.documents import ChunkingSpec, DocStatus, TextChunk
-from pasture.domain.errors import Invalid, NotFound, PastureError
+from pasture.domain.errors import Invalid, NotFound, PastureError, Unavailable
 from pasture.domain.projects import DataProcessingStrategy, chunking_spec
 from pasture.domain.search import IndexedChunk
 from pasture.ports import (
@@ -359,32 +364,53 @@ class IngestionService:
 
     # ------------------------------------------------------------------ workflow handler
 
+    def pipeline(self, *, raise_transient: bool = False) -> IngestPipeline:
+        """The ingestion steps over one batch of documents. `raise_transient`: let `Unavailable`
+        out of a step (the Step Functions runtime retries the step with backoff) instead of
+        failing the documents at once (what the local runtime, which has no retries, wants)."""
+        return IngestPipeline(self, raise_transient=raise_transient)
+
     def handle(
         self, spec: RunSpec, items: Sequence[str], cancelled: Callable[[], bool]
     ) -> Mapping[str, ItemOutcome]:
+        """The item handler of INGEST runs: every step of INGEST_STEPS, in order, in one call."""
+        pipe = self.pipeline()
+        batch = pipe.begin(items)
+        for step in pipe.steps:
+            batch = pipe.run(step, spec, batch, cancelled)
+        return batch.outcomes
+
+    # ------------------------------------------------------------------ the steps
+
+    def _stopped(self, spec: RunSpec, doc_id: str) -> bool:
+        """Stopped by the user (RAGFlow's stop parsing) while this run held the document."""
+        cur = self._datasets.document(spec.tenant, spec.payload["dataset_id"], doc_id)
+        return cur is not None and cur.status == DocStatus.CANCEL and cur.run_id == spec.run_id
+
+    def _fail(self, spec: RunSpec, batch: IngestBatch, doc: Document, message: str) -> None:
+        self._mark(spec.tenant, doc, status=DocStatus.FAIL, progress=1.0, message=message)
+        batch.outcomes[doc.id] = ItemOutcome(False, {"status": "failed", "error": message})
+
+    def _cancel(self, spec: RunSpec, batch: IngestBatch, doc: Document) -> None:
+        self._mark(spec.tenant, doc, status=DocStatus.CANCEL, message="cancelled")
+        batch.outcomes[doc.id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
+
+    def _run_parse_and_chunk(
+        self, spec: RunSpec, batch: IngestBatch, cancelled: Callable[[], bool], transient: bool
+    ) -> None:
         tenant = spec.tenant
         ds_id = spec.payload["dataset_id"]
         default_strategy = DataProcessingStrategy.model_validate(spec.payload["strategy"])
         per_doc = spec.payload.get("doc_strategies") or {}
-        out: dict[str, ItemOutcome] = {}
-        ready: list[Prepared] = []
-
-        def stopped(doc_id: str) -> bool:
-            cur = self._datasets.document(tenant, ds_id, doc_id)
-            return cur is not None and cur.status == DocStatus.CANCEL and cur.run_id == spec.run_id
-
-        def fail(doc: Document, message: str) -> None:
-            self._mark(tenant, doc, status=DocStatus.FAIL, progress=1.0, message=message)
-            out[doc.id] = ItemOutcome(False, {"status": "failed", "error": message})
-
-        for doc_id in items:
+        for doc_id in batch.items:
             doc = self._datasets.document(tenant, ds_id, doc_id)
             if doc is None:
-                out[doc_id] = ItemOutcome(False, {"status": "failed", "error": "file was removed"})
+                batch.outcomes[doc_id] = ItemOutcome(
+                    False, {"status": "failed", "error": "file was removed"}
+                )
                 continue
-            if cancelled() or stopped(doc_id):
-                self._mark(tenant, doc, status=DocStatus.CANCEL, message="cancelled")
-                out[doc_id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
+            if cancelled() or self._stopped(spec, doc_id):
+                self._cancel(spec, batch, doc)
                 continue
             strategy = (
                 DataProcessingStrategy.model_validate(per_doc[doc_id])
@@ -400,51 +426,75 @@ class IngestionService:
                 run_id=spec.run_id,
             )
             try:
-                ready.append(self.step_parse_and_chunk(doc, strategy))
+                batch.prepared.append(self.step_parse_and_chunk(doc, strategy))
             except PastureError as exc:
-                fail(doc, exc.message)
+                if transient and isinstance(exc, Unavailable):
+                    raise
+                self._fail(spec, batch, doc, exc.message)
             except Exception as exc:  # a parser bug must not take the batch down
                 log.exception("parsing %s failed", doc.filename)
-                fail(doc, f"internal error while parsing: {type(exc).__name__}")
+                self._fail(spec, batch, doc, f"internal error while parsing: {type(exc).__name__}")
 
-        if not ready:
-            return out
-        for p in ready:
-            self._mark(tenant, p.doc, progress=0.4, message=f"embedding {len(p.chunks)} chunks")
+    def _run_embed(
+        self, spec: RunSpec, batch: IngestBatch, cancelled: Callable[[], bool], transient: bool
+    ) -> None:
+        if not batch.prepared:
+            return
+        for p in batch.prepared:
+            self._mark(
+                spec.tenant, p.doc, progress=0.4, message=f"embedding {len(p.chunks)} chunks"
+            )
         try:
-            vectors = self._embedder.embed([c.text for p in ready for c in p.chunks])
+            batch.vectors = self._embedder.embed([c.text for p in batch.prepared for c in p.chunks])
         except Exception as exc:
+            if transient and isinstance(exc, Unavailable):
+                raise
             log.exception("embedding failed")
-            for p in ready:
-                fail(p.doc, f"embedding failed: {type(exc).__name__}")
-            return out
+            for p in batch.prepared:
+                self._fail(spec, batch, p.doc, f"embedding failed: {type(exc).__name__}")
+            batch.prepared = []
 
+    def _run_index(
+        self, spec: RunSpec, batch: IngestBatch, cancelled: Callable[[], bool], transient: bool
+    ) -> None:
+        indexed: list[Prepared] = []
         offset = 0
-        for p in ready:
+        for p in batch.prepared:
             n = len(p.chunks)
-            vecs, offset = vectors[offset : offset + n], offset + n
-            if cancelled() or stopped(p.doc.id):
-                self._mark(tenant, p.doc, status=DocStatus.CANCEL, message="cancelled")
-                out[p.doc.id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
+            vecs, offset = batch.vectors[offset : offset + n], offset + n
+            if cancelled() or self._stopped(spec, p.doc.id):
+                self._cancel(spec, batch, p.doc)
                 continue
             try:
-                self.step_index(tenant, p, vecs)
+                self.step_index(spec.tenant, p, vecs)
             except Exception as exc:
+                if transient and isinstance(exc, Unavailable):
+                    raise
                 log.exception("indexing %s failed", p.doc.filename)
-                fail(p.doc, f"indexing failed: {type(exc).__name__}")
+                self._fail(spec, batch, p.doc, f"indexing failed: {type(exc).__name__}")
                 continue
-            if stopped(p.doc.id):  # stopped while indexing: take back what went in
+            indexed.append(p)
+        batch.prepared, batch.vectors = indexed, None
+
+    def _run_finish(
+        self, spec: RunSpec, batch: IngestBatch, cancelled: Callable[[], bool], transient: bool
+    ) -> None:
+        tenant, ds_id = spec.tenant, spec.payload["dataset_id"]
+        for p in batch.prepared:
+            if self._stopped(spec, p.doc.id):  # stopped while indexing: take back what went in
                 self._index.delete_document(tenant, ds_id, p.doc.id)
-                out[p.doc.id] = ItemOutcome(False, {"status": "cancelled", "cancelled": True})
+                batch.outcomes[p.doc.id] = ItemOutcome(
+                    False, {"status": "cancelled", "cancelled": True}
+                )
                 continue
             if self._datasets.document(tenant, ds_id, p.doc.id) is None:
                 # Removed while processing: take back what we just indexed.
                 self._index.delete_document(tenant, ds_id, p.doc.id)
-                out[p.doc.id] = ItemOutcome(
+                batch.outcomes[p.doc.id] = ItemOutcome(
                     False, {"status": "failed", "error": "file was removed"}
                 )
                 continue
-            tokens = sum(c.token_count for c in p.chunks)
+            n = len(p.chunks)
             self._mark(
                 tenant,
                 p.doc,
@@ -452,10 +502,10 @@ class IngestionService:
                 progress=1.0,
                 message=f"{n} chunks",
                 chunk_count=n,
-                token_count=tokens,
+                token_count=sum(c.token_count for c in p.chunks),
                 parser=p.parser,
             )
-            out[p.doc.id] = ItemOutcome(
+            batch.outcomes[p.doc.id] = ItemOutcome(
                 True,
                 {
                     "status": "processed",
@@ -466,4 +516,163 @@ class IngestionService:
                     "embedder": self._embedder.name,
                 },
             )
-        return out
+        batch.prepared = []
+
+    def _fail_batch(self, spec: RunSpec, batch: IngestBatch, message: str) -> None:
+        """A step gave up (the AWS runtime's Catch): every document of the batch without an
+        outcome ends FAIL with `message`; chunks this run may have indexed are taken back."""
+        tenant, ds_id = spec.tenant, spec.payload["dataset_id"]
+        reached_index = batch.step in ("embed", "index")
+        for doc_id in batch.items:
+            if doc_id in batch.outcomes:
+                continue
+            doc = self._datasets.document(tenant, ds_id, doc_id)
+            if doc is None:
+                batch.outcomes[doc_id] = ItemOutcome(
+                    False, {"status": "failed", "error": "file was removed"}
+                )
+                continue
+            if reached_index:
+                try:
+                    self._index.delete_document(tenant, ds_id, doc_id)
+                except Exception:  # best effort: the FAIL status is what must land
+                    log.exception("taking back the chunks of %s failed", doc_id)
+            self._fail(spec, batch, doc, message)
+        batch.prepared, batch.vectors = [], None
+
+
+# The ingestion pipeline, in order. Both runtimes run exactly these steps: `handle` runs them
+# in one call (local worker threads); on AWS each is one Lambda task of the state machine that
+# adapters/aws/state_machine.py generates from INGEST_STEPS.
+_STEP_METHODS: dict[str, Callable[..., None]] = {
+    "parse_and_chunk": IngestionService._run_parse_and_chunk,
+    "embed": IngestionService._run_embed,
+    "index": IngestionService._run_index,
+    "finish": IngestionService._run_finish,
+}
+INGEST_STEPS: tuple[str, ...] = tuple(_STEP_METHODS)
+
+
+@dataclass
+class IngestBatch:
+    """One batch of a run's documents between two steps. `outcomes`: documents that are done
+    with (failed, cancelled, or finished); `prepared`: those still going, parsed and chunked;
+    `vectors`: one row per chunk of `prepared`, in order, between `embed` and `index`; `step`:
+    the last step run. `to_bytes`/`from_bytes` let the AWS runtime keep it in the BlobStore
+    between Lambda tasks (the Step Functions state itself carries only its key)."""
+
+    items: tuple[str, ...]
+    outcomes: dict[str, ItemOutcome] = field(default_factory=dict)
+    prepared: list[Prepared] = field(default_factory=list)
+    vectors: Any = None
+    step: str = ""
+
+    def to_bytes(self) -> bytes:
+        import numpy as np
+
+        vectors = None
+        if self.vectors is not None:
+            arr = np.ascontiguousarray(self.vectors, dtype="<f4")
+            vectors = {"shape": list(arr.shape), "b64": base64.b64encode(arr.tobytes()).decode()}
+        data = {
+            "items": list(self.items),
+            "outcomes": {
+                k: {"ok": o.ok, "result": dict(o.result)} for k, o in self.outcomes.items()
+            },
+            "prepared": [
+                {
+                    "doc": p.doc.to_data(),
+                    "parser": p.parser,
+                    "spec": {
+                        "chunk_size": p.spec.chunk_size,
+                        "chunk_overlap": p.spec.chunk_overlap,
+                        "delimiters": list(p.spec.delimiters),
+                    },
+                    "chunks": [
+                        {
+                            "index": c.index,
+                            "text": c.text,
+                            "token_count": c.token_count,
+                            # Only scalars reach the index (step_index), so only they travel.
+                            "metadata": {
+                                k: v
+                                for k, v in c.metadata.items()
+                                if isinstance(v, str | int | float | bool)
+                            },
+                        }
+                        for c in p.chunks
+                    ],
+                }
+                for p in self.prepared
+            ],
+            "vectors": vectors,
+            "step": self.step,
+        }
+        return json.dumps(data, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> IngestBatch:
+        import numpy as np
+
+        data = json.loads(raw)
+        vectors = None
+        if data["vectors"] is not None:
+            v = data["vectors"]
+            vectors = np.frombuffer(base64.b64decode(v["b64"]), dtype="<f4").reshape(v["shape"])
+        return cls(
+            items=tuple(data["items"]),
+            outcomes={k: ItemOutcome(o["ok"], o["result"]) for k, o in data["outcomes"].items()},
+            prepared=[
+                Prepared(
+                    Document.from_data(p["doc"]),
+                    p["parser"],
+                    ChunkingSpec(
+                        p["spec"]["chunk_size"],
+                        p["spec"]["chunk_overlap"],
+                        tuple(p["spec"]["delimiters"]),
+                    ),
+                    [TextChunk(**c) for c in p["chunks"]],
+                )
+                for p in data["prepared"]
+            ],
+            vectors=vectors,
+            step=data["step"],
+        )
+
+
+class IngestPipeline:
+    """INGEST_STEPS over one batch. `handle` runs them all in one call; the AWS runtime runs
+    each as a Lambda task (`run` with the batch loaded from the BlobStore) and, when a step
+    gives up after its retries, `fail` from the state machine's Catch."""
+
+    steps = INGEST_STEPS
+
+    def __init__(self, service: IngestionService, *, raise_transient: bool) -> None:
+        self._service = service
+        self._transient = raise_transient
+
+    def begin(self, items: Sequence[str]) -> IngestBatch:
+        return IngestBatch(tuple(items))
+
+    def run(
+        self, step: str, spec: RunSpec, batch: IngestBatch, cancelled: Callable[[], bool]
+    ) -> IngestBatch:
+        _STEP_METHODS[step](self._service, spec, batch, cancelled, self._transient)
+        batch.step = step
+        return batch
+
+    def fail(self, spec: RunSpec, batch: IngestBatch, message: str) -> IngestBatch:
+        self._service._fail_batch(spec, batch, message)
+        return batch
+
+    @staticmethod
+    def outcomes(batch: IngestBatch) -> Mapping[str, ItemOutcome]:
+        return batch.outcomes
+
+    @staticmethod
+    def dump(batch: IngestBatch) -> bytes:
+        return batch.to_bytes()
+
+    @staticmethod
+    def load(raw: bytes) -> IngestBatch:
+        return IngestBatch.from_bytes(raw)

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
-from pasture.api.deps import ContainerDep, presented_key
+from pasture.api.deps import ContainerDep, presented_key, request_tenant
 from pasture.api.errors import Dialect, register_dialect
 from pasture.domain.errors import Invalid, Unauthorized
 
@@ -110,6 +110,7 @@ def parse(model: type[M], data: dict[str, Any]) -> M:
 
 
 def get_ragflow_tenant(
+    request: Request,
     c: ContainerDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
@@ -117,7 +118,7 @@ def get_ragflow_tenant(
     """The caller's tenant, with RAGFlow's messages (`Token is not valid!`)."""
     key = presented_key(authorization, x_api_key)
     try:
-        return c.authenticator.tenant_for(key)
+        return request_tenant(request, c, key)
     except Unauthorized:
         if not key:
             raise Unauthorized(
