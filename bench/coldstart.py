@@ -72,12 +72,12 @@ HEAVY: dict[str, frozenset[str]] = {
     "docx": frozenset({"parsing"}),
     "bs4": frozenset({"parsing", "web"}),
     "lxml": frozenset({"parsing", "web"}),
+    "httpx": frozenset({"web", "chat_model", "transcriber"}),  # remote servers, web answers
 }
 # Reported, not checked: needed by every function (settings, AWS clients, the framework), or
 # light enough that the time budget covers them.
 NOTED = (
     "pydantic_settings",
-    "httpx",
     "boto3",
     "botocore",
     "aws_lambda_powertools",

@@ -41,6 +41,7 @@ HEAVY = (
     "docx",
     "bs4",
     "lxml",
+    "httpx",
 )
 FUNCTIONS = [g.name for g in GROUPS] + ["authorizer", "ingest"]
 

@@ -20,11 +20,10 @@ Errors: the container's 4xx saying the prompt does not fit (or a 413) is `Invali
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
+from pasture.adapters import openai_wire as wire
 from pasture.adapters.aws.sagemaker_runtime import (
     CONTENT_JSON,
     TASK_CHAT,
@@ -34,7 +33,6 @@ from pasture.adapters.aws.sagemaker_runtime import (
     abort_stream,
     call,
     clean,
-    error_parts,
     payload_parts,
 )
 from pasture.domain.chat import (
@@ -48,20 +46,6 @@ from pasture.domain.chat import (
 from pasture.domain.errors import Invalid, PastureError, Unavailable, Upstream
 from pasture.ports import ChatModel
 
-# count_tokens has no tokenizer at hand, so it estimates, erring high on purpose (the chat
-# service fits history into the context with it: too high drops an old turn a little early,
-# too low gets the request refused). 3 UTF-8 bytes a token (BPE averages ~4 characters an
-# English token; bytes keep CJK, ~1 token a character, covered), plus the chat template's
-# role headers per message and BOS, assistant header and a default system prompt per prompt.
-_BYTES_PER_TOKEN = 3
-_TOKENS_PER_MESSAGE = 8
-_TOKENS_PER_PROMPT = 32
-# How llama.cpp's servers (and OpenAI-compatible ones) say the prompt does not fit.
-_CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error"}
-_CONTEXT_WORDS = re.compile(
-    r"context[ _](length|size|window)|maximum context|prompt is too long", re.IGNORECASE
-)
-_LENGTH_REASONS = {"length", "max_tokens", "model_length"}
 WHAT = "the SageMaker chat model"
 
 
@@ -74,12 +58,8 @@ class SageMakerChatModel(ChatModel):
     # ------------------------------------------------------------------ port
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """A conservative upper estimate (see `_BYTES_PER_TOKEN`): no tokenizer at hand."""
-        total = _TOKENS_PER_PROMPT
-        for m in messages:
-            size = len(m.role.encode()) + len(m.content.encode())
-            total += _TOKENS_PER_MESSAGE + math.ceil(size / _BYTES_PER_TOKEN)
-        return total
+        """A conservative upper estimate (openai_wire.BYTES_PER_TOKEN): no tokenizer at hand."""
+        return wire.estimate_prompt_tokens(messages)
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -98,8 +78,10 @@ class SageMakerChatModel(ChatModel):
         message = choices[0].get("message")
         text = message.get("content") if isinstance(message, dict) else None
         text = text if isinstance(text, str) else ""
-        finish = _finish_reason(choices[0].get("finish_reason"))
-        usage = _usage(data.get("usage")) or self._estimate(messages, params, text, finish, None)
+        finish = wire.finish_reason(choices[0].get("finish_reason"))
+        usage = wire.usage(data.get("usage")) or self._estimate(
+            messages, params, text, finish, None
+        )
         return Completion(text=text, finish_reason=finish, usage=usage)
 
     async def stream(
@@ -117,7 +99,7 @@ class SageMakerChatModel(ChatModel):
         ended = False
         try:
             async for chunk in chunks:
-                usage = _usage(chunk.get("usage")) or usage
+                usage = wire.usage(chunk.get("usage")) or usage
                 content, reason = _delta(chunk)
                 if content:
                     parts.append(content)
@@ -142,7 +124,7 @@ class SageMakerChatModel(ChatModel):
                 return
             raise Upstream(f"{WHAT} ended the stream mid-answer without a finish reason")
         text = "".join(parts)
-        finish = _finish_reason(finish_raw)
+        finish = wire.finish_reason(finish_raw)
         if usage is None:
             usage = self._estimate(messages, params, text, finish, len(parts))
         yield Completion(text=text, finish_reason=finish, usage=usage)
@@ -157,16 +139,7 @@ class SageMakerChatModel(ChatModel):
         finish: FinishReason,
         pieces: int | None,
     ) -> Usage:
-        """For a server that reports no usage: a stream's content chunks (one token each on
-        llama.cpp-style servers), else bytes / 3; never above max_tokens."""
-        if finish is FinishReason.LENGTH:
-            completion = params.max_tokens
-        elif pieces is not None:
-            completion = pieces
-        else:
-            completion = math.ceil(len(text.encode()) / _BYTES_PER_TOKEN)
-        completion = min(max(completion, 1 if text else 0), params.max_tokens)
-        return Usage(prompt_tokens=self.count_tokens(messages), completion_tokens=completion)
+        return wire.estimate_usage(self.count_tokens(messages), params, text, finish, pieces=pieces)
 
 
 # ---------------------------------------------------------------------- wire
@@ -191,26 +164,10 @@ async def _chunk_stream(events: Any) -> AsyncGenerator[dict[str, Any], None]:
 
 
 def _body(messages: Sequence[ChatMessage], params: GenerationParams, *, stream: bool) -> bytes:
-    body: dict[str, Any] = {
+    body = {
         "task": TASK_CHAT,
-        "messages": [m.as_dict() for m in messages],
-        "max_tokens": params.max_tokens,
+        **wire.request_body(messages, params, stream=stream, stream_usage=True),
     }
-    # Only what the request set: the server's defaults apply to the rest.
-    optional = {
-        "temperature": params.temperature,
-        "top_p": params.top_p,
-        "top_k": params.top_k,
-        "seed": params.seed,
-        "presence_penalty": params.presence_penalty,
-        "frequency_penalty": params.frequency_penalty,
-    }
-    body.update({k: v for k, v in optional.items() if v is not None})
-    if params.stop:
-        body["stop"] = list(params.stop)
-    if stream:
-        body["stream"] = True
-        body["stream_options"] = {"include_usage": True}
     return json.dumps(body).encode()
 
 
@@ -268,13 +225,9 @@ def _json(text: str) -> dict[str, Any]:
     return data
 
 
-def _is_context_error(message: str, code: str | None) -> bool:
-    return code in _CONTEXT_CODES or bool(_CONTEXT_WORDS.search(message))
-
-
 def _failure(e: ModelFailure) -> PastureError:
     """The container's error status as a Pasture error."""
-    if e.status == 413 or (400 <= e.status < 500 and _is_context_error(e.message, e.code)):
+    if e.status == 413 or (400 <= e.status < 500 and wire.is_context_error(e.message, e.code)):
         return Invalid(e.message)
     if e.status == 503:
         return Unavailable(f"{WHAT} is unavailable: {e.message}")
@@ -283,21 +236,8 @@ def _failure(e: ModelFailure) -> PastureError:
 
 def _error_object(error: Any) -> PastureError:
     """An `{"error": ...}` that came with a 2xx (in a stream or a body)."""
-    message, code = error_parts(json.dumps({"error": error}))
+    message, code = wire.error_parts(json.dumps({"error": error}))
     message = clean(message) or "unspecified error"
-    if _is_context_error(message, code):
+    if wire.is_context_error(message, code):
         return Invalid(message)
     return Upstream(f"{WHAT} failed: {message}")
-
-
-def _finish_reason(raw: Any) -> FinishReason:
-    return FinishReason.LENGTH if raw in _LENGTH_REASONS else FinishReason.STOP
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int) and min(prompt, completion) >= 0:
-        return Usage(prompt_tokens=prompt, completion_tokens=completion)
-    return None

@@ -28,7 +28,6 @@ import asyncio
 import codecs
 import contextlib
 import io
-import json
 import logging
 import wave
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
@@ -38,6 +37,7 @@ from urllib.parse import quote, unquote
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from pasture.adapters import openai_wire as wire
 from pasture.adapters.aws.errors import error_code, translate
 from pasture.domain.errors import PastureError, Unavailable, Upstream
 from pasture.domain.speech import SAMPLE_RATE
@@ -128,28 +128,6 @@ def _line_end(text: str, start: int) -> int:
     return min(lf, cr)
 
 
-def error_parts(text: str) -> tuple[str, str | None]:
-    """(message, code) of an error body: `{"error": {"message", "code"|"type"}}`,
-    `{"error": "..."}`, `{"detail": ...}` or plain text."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text, None
-    if not isinstance(data, dict):
-        return text, None
-    error = data.get("error", data)
-    if isinstance(error, str):
-        return error, None
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("detail")
-        code = error.get("code") if isinstance(error.get("code"), str) else None
-        if code is None and isinstance(error.get("type"), str):
-            code = error["type"]
-        if message is not None:
-            return (message if isinstance(message, str) else json.dumps(message)), code
-    return text, None
-
-
 def clean(text: str) -> str:
     """One line, truncated: safe to put in a message."""
     text = " ".join(text.split())
@@ -202,7 +180,7 @@ def model_failure(exc: ClientError) -> ModelFailure | None:
     original = response.get("OriginalMessage")
     if not isinstance(original, str):
         original = str(response.get("Error", {}).get("Message", ""))
-    message, code = error_parts(original)
+    message, code = wire.error_parts(original)
     return ModelFailure(
         status if isinstance(status, int) else 500, clean(message) or "no message", code
     )
@@ -351,7 +329,6 @@ __all__ = [
     "clean",
     "decode_attributes",
     "encode_attributes",
-    "error_parts",
     "model_failure",
     "payload_parts",
     "translate_error",

@@ -20,13 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import math
-import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import httpx
 
+from pasture.adapters import openai_wire as wire
 from pasture.domain.chat import (
     ChatMessage,
     Completion,
@@ -38,30 +37,7 @@ from pasture.domain.chat import (
 from pasture.domain.errors import Invalid, PastureError, Unavailable, Upstream
 from pasture.ports import ChatModel
 
-# Token estimate (no tokenizer for a remote model). It errs high on purpose: the chat service
-# uses count_tokens to fit history into the context, and an over-estimate only drops old turns
-# a little early, while an under-estimate makes the server reject the request.
-# - 3 UTF-8 bytes per token: BPE vocabularies average ~4 characters per English token; counting
-#   bytes rather than characters keeps CJK and other multi-byte scripts (~1 token per
-#   character) covered too.
-# - per message: role header and separators of the chat template (`<|im_start|>user\n`, ...).
-# - per prompt: BOS, the assistant header and the default system prompt some templates add
-#   when none is given (SmolLM2's is ~20 tokens).
-_BYTES_PER_TOKEN = 3
-_TOKENS_PER_MESSAGE = 8
-_TOKENS_PER_PROMPT = 32
-
 _MAX_ERROR_CHARS = 300
-# How servers say "the prompt does not fit": OpenAI/vLLM/llama_cpp.server use the code
-# `context_length_exceeded` and "maximum context length"; llama.cpp's server uses the type
-# `exceed_context_size_error` and "exceeds the available context size".
-_CONTEXT_CODES = {"context_length_exceeded", "exceed_context_size_error"}
-_CONTEXT_WORDS = re.compile(
-    r"context[ _](length|size|window)|maximum context|prompt is too long", re.IGNORECASE
-)
-# Finish reasons that mean "cut short by a token limit"; every other reason (stop, eos,
-# content_filter, tool_calls, ...) means the answer ended on the server's terms.
-_LENGTH_REASONS = {"length", "max_tokens", "model_length"}
 
 
 class OpenAICompatibleChatModel(ChatModel):
@@ -100,12 +76,8 @@ class OpenAICompatibleChatModel(ChatModel):
     # ------------------------------------------------------------------ port
 
     def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
-        """A conservative upper estimate (see `_BYTES_PER_TOKEN`): no tokenizer at hand."""
-        total = _TOKENS_PER_PROMPT
-        for m in messages:
-            size = len(m.role.encode()) + len(m.content.encode())
-            total += _TOKENS_PER_MESSAGE + math.ceil(size / _BYTES_PER_TOKEN)
-        return total
+        """A conservative upper estimate (openai_wire.BYTES_PER_TOKEN): no tokenizer at hand."""
+        return wire.estimate_prompt_tokens(messages)
 
     async def complete(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -127,8 +99,8 @@ class OpenAICompatibleChatModel(ChatModel):
         message = choices[0].get("message")
         text = message.get("content") if isinstance(message, dict) else None
         text = text if isinstance(text, str) else ""
-        finish = _finish_reason(choices[0].get("finish_reason"))
-        usage = _usage(data.get("usage")) or self._estimate_usage(
+        finish = wire.finish_reason(choices[0].get("finish_reason"))
+        usage = wire.usage(data.get("usage")) or self._estimate_usage(
             messages, params, text, finish, pieces=None
         )
         return Completion(text=text, finish_reason=finish, usage=usage)
@@ -150,7 +122,7 @@ class OpenAICompatibleChatModel(ChatModel):
                     chunk = self._json(event)
                     if "error" in chunk:
                         raise self._error_object(chunk["error"])
-                    usage = _usage(chunk.get("usage")) or usage
+                    usage = wire.usage(chunk.get("usage")) or usage
                     choices = chunk.get("choices")
                     if not isinstance(choices, list) or not choices:
                         continue  # e.g. the usage-only chunk that ends an OpenAI stream
@@ -181,7 +153,7 @@ class OpenAICompatibleChatModel(ChatModel):
                 " finish reason (for llama_cpp.server, start it with --interrupt_requests False)"
             )
         text = "".join(parts)
-        finish = _finish_reason(finish_raw)
+        finish = wire.finish_reason(finish_raw)
         if usage is None:
             usage = self._estimate_usage(messages, params, text, finish, pieces=len(parts))
         yield Completion(text=text, finish_reason=finish, usage=usage)
@@ -233,29 +205,10 @@ class OpenAICompatibleChatModel(ChatModel):
         stream: bool,
         stream_usage: bool,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {
+        return {
             "model": self.model,
-            "messages": [m.as_dict() for m in messages],
-            "max_tokens": params.max_tokens,
+            **wire.request_body(messages, params, stream=stream, stream_usage=stream_usage),
         }
-        # Only what the request set: a server's own defaults apply to the rest. top_k is not
-        # OpenAI's, but llama.cpp, vLLM and Ollama take it (and OpenAI ignores it when unset).
-        optional = {
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "top_k": params.top_k,
-            "seed": params.seed,
-            "presence_penalty": params.presence_penalty,
-            "frequency_penalty": params.frequency_penalty,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
-        if params.stop:
-            body["stop"] = list(params.stop)
-        if stream:
-            body["stream"] = True
-            if stream_usage:
-                body["stream_options"] = {"include_usage": True}
-        return body
 
     async def _open_stream(
         self, messages: Sequence[ChatMessage], params: GenerationParams
@@ -277,7 +230,7 @@ class OpenAICompatibleChatModel(ChatModel):
             retry = (
                 stream_usage
                 and response.status_code in (400, 422)
-                and not _is_context_error(*_error_parts(text))
+                and not wire.is_context_error(*wire.error_parts(text))
             )
             if not retry:
                 self._raise_for_status(response.status_code, text)
@@ -344,7 +297,7 @@ class OpenAICompatibleChatModel(ChatModel):
     def _raise_for_status(self, status: int, text: str) -> None:
         if 200 <= status < 300:
             return
-        message, code = _error_parts(text)
+        message, code = wire.error_parts(text)
         message = self._clean(message) or f"HTTP {status}"
         if status in (401, 403):
             if self._api_key is None:
@@ -356,15 +309,15 @@ class OpenAICompatibleChatModel(ChatModel):
                 f"chat model server at {self._where} rejected the API key (HTTP {status}):"
                 f" {message}"
             )
-        if status in (400, 413, 422) and _is_context_error(message, code):
+        if status in (400, 413, 422) and wire.is_context_error(message, code):
             raise Invalid(message)
         raise Upstream(f"chat model server at {self._where} answered HTTP {status}: {message}")
 
     def _error_object(self, error: Any) -> PastureError:
         """An `{"error": ...}` that arrived with a 2xx status (in a stream or a body)."""
-        message, code = _error_parts(json.dumps({"error": error}))
+        message, code = wire.error_parts(json.dumps({"error": error}))
         message = self._clean(message) or "unspecified error"
-        if _is_context_error(message, code):
+        if wire.is_context_error(message, code):
             return Invalid(message)
         return Upstream(f"chat model server at {self._where} failed: {message}")
 
@@ -397,60 +350,10 @@ class OpenAICompatibleChatModel(ChatModel):
         *,
         pieces: int | None,
     ) -> Usage:
-        """For servers that report no usage. A stream's content chunks are one token each on
-        llama.cpp-style servers (a few tokens when a multi-byte character or a possible stop
-        string is held back), so their number is the best count at hand; a whole text gets
-        the byte estimate. Never more than max_tokens: the server honoured it."""
-        if finish is FinishReason.LENGTH:
-            completion = params.max_tokens
-        elif pieces is not None:
-            completion = pieces
-        else:
-            completion = math.ceil(len(text.encode()) / _BYTES_PER_TOKEN)
-        completion = min(max(completion, 1 if text else 0), params.max_tokens)
-        return Usage(prompt_tokens=self.count_tokens(messages), completion_tokens=completion)
+        return wire.estimate_usage(self.count_tokens(messages), params, text, finish, pieces=pieces)
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _finish_reason(raw: Any) -> FinishReason:
-    return FinishReason.LENGTH if raw in _LENGTH_REASONS else FinishReason.STOP
-
-
-def _usage(raw: Any) -> Usage | None:
-    if not isinstance(raw, dict):
-        return None
-    prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-    if isinstance(prompt, int) and isinstance(completion, int) and min(prompt, completion) >= 0:
-        return Usage(prompt_tokens=prompt, completion_tokens=completion)
-    return None
-
-
-def _error_parts(text: str) -> tuple[str, str | None]:
-    """(message, code) of an error body: OpenAI's `{"error": {"message", "code", "type"}}`,
-    `{"error": "..."}`, FastAPI's `{"detail": ...}`, or plain text."""
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text, None
-    if not isinstance(data, dict):
-        return text, None
-    error = data.get("error", data)
-    if isinstance(error, str):
-        return error, None
-    if isinstance(error, dict):
-        message = error.get("message") or error.get("detail")
-        code = error.get("code") if isinstance(error.get("code"), str) else None
-        if code is None and isinstance(error.get("type"), str):
-            code = error["type"]
-        if message is not None:
-            return (message if isinstance(message, str) else json.dumps(message)), code
-    return text, None
-
-
-def _is_context_error(message: str, code: str | None) -> bool:
-    return code in _CONTEXT_CODES or bool(_CONTEXT_WORDS.search(message))
 
 
 def _describe(e: Exception) -> str:
