@@ -102,6 +102,21 @@ def request_body(
     return body
 
 
+def delta(chunk: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(content, finish reason) of a stream chunk; (None, None) for one without choices (the
+    usage-only chunk that ends an include_usage stream)."""
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None, None
+    choice = choices[0]
+    change = choice.get("delta")
+    content = change.get("content") if isinstance(change, dict) else None
+    reason = choice.get("finish_reason")
+    return (content if isinstance(content, str) and content else None), (
+        str(reason) if reason else None
+    )
+
+
 def finish_reason(raw: Any) -> FinishReason:
     return FinishReason.LENGTH if raw in _LENGTH_REASONS else FinishReason.STOP
 

@@ -100,7 +100,7 @@ class SageMakerChatModel(ChatModel):
         try:
             async for chunk in chunks:
                 usage = wire.usage(chunk.get("usage")) or usage
-                content, reason = _delta(chunk)
+                content, reason = wire.delta(chunk)
                 if content:
                     parts.append(content)
                     yield TextDelta(content)
@@ -200,19 +200,6 @@ def _chunks(lines: list[str]) -> list[dict[str, Any] | None]:
             raise _error_object(chunk["error"])
         out.append(chunk)
     return out
-
-
-def _delta(chunk: dict[str, Any]) -> tuple[str | None, str | None]:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None, None  # e.g. the usage-only chunk that ends an include_usage stream
-    choice = choices[0]
-    delta = choice.get("delta")
-    content = delta.get("content") if isinstance(delta, dict) else None
-    reason = choice.get("finish_reason")
-    return (content if isinstance(content, str) and content else None), (
-        str(reason) if reason else None
-    )
 
 
 def _json(text: str) -> dict[str, Any]:

@@ -123,17 +123,11 @@ class OpenAICompatibleChatModel(ChatModel):
                     if "error" in chunk:
                         raise self._error_object(chunk["error"])
                     usage = wire.usage(chunk.get("usage")) or usage
-                    choices = chunk.get("choices")
-                    if not isinstance(choices, list) or not choices:
-                        continue  # e.g. the usage-only chunk that ends an OpenAI stream
-                    choice = choices[0] if isinstance(choices[0], dict) else {}
-                    delta = choice.get("delta")
-                    content = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(content, str) and content:
+                    content, reason = wire.delta(chunk)
+                    if content:
                         parts.append(content)
                         yield TextDelta(content)
-                    if choice.get("finish_reason"):
-                        finish_raw = str(choice["finish_reason"])
+                    finish_raw = reason or finish_raw
             finally:
                 await response.aclose()
         if finish_raw is None:
