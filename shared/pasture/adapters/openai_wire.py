@@ -9,10 +9,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from pasture.domain.chat import ChatMessage, FinishReason, GenerationParams, Usage
+from pasture.domain.chat import (
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GenerationParams,
+    TextDelta,
+    Usage,
+)
+from pasture.domain.errors import Upstream
+
+if TYPE_CHECKING:
+    from pasture.ports import ChatModel
 
 # Token estimate (no tokenizer for a remote model). It errs high on purpose: the chat service
 # uses count_tokens to fit history into the context, and an over-estimate only drops old turns
@@ -155,3 +166,35 @@ def error_parts(text: str) -> tuple[str, str | None]:
 def is_context_error(message: str, code: str | None) -> bool:
     """Whether an error says the prompt does not fit the model's context."""
     return code in _CONTEXT_CODES or bool(_CONTEXT_WORDS.search(message))
+
+
+async def stream_end(
+    model: ChatModel,
+    messages: Sequence[ChatMessage],
+    params: GenerationParams,
+    parts: Sequence[str],
+    finish_raw: str | None,
+    usage: Usage | None,
+    *,
+    cut_off: str,
+) -> AsyncIterator[TextDelta | Completion]:
+    """What ends a stream once its chunks are read: the Completion (usage estimated when the
+    server sent none). A stream with no text and no finish reason is llama_cpp.server's way of
+    failing after the headers (context overflow): asked again without streaming, the server
+    reports the real error, or answers, which is passed on. Text without a finish reason was
+    cut off mid-answer: Upstream(`cut_off`)."""
+    if finish_raw is None:
+        if not parts:
+            completion = await model.complete(messages, params)
+            if completion.text:
+                yield TextDelta(completion.text)
+            yield completion
+            return
+        raise Upstream(cut_off)
+    text = "".join(parts)
+    finish = finish_reason(finish_raw)
+    if usage is None:
+        usage = estimate_usage(
+            model.count_tokens(messages), params, text, finish, pieces=len(parts)
+        )
+    yield Completion(text=text, finish_reason=finish, usage=usage)

@@ -112,22 +112,11 @@ class SageMakerChatModel(ChatModel):
             await chunks.aclose()
             if not ended:
                 abort_stream(events)
-        if finish_raw is None:
-            if not parts:
-                # No text and no reason: llama-cpp-python's server fails this way after the
-                # headers (a prompt past the context). Asked without streaming, it reports the
-                # real error, or answers, which we pass on.
-                completion = await self.complete(messages, params)
-                if completion.text:
-                    yield TextDelta(completion.text)
-                yield completion
-                return
-            raise Upstream(f"{WHAT} ended the stream mid-answer without a finish reason")
-        text = "".join(parts)
-        finish = wire.finish_reason(finish_raw)
-        if usage is None:
-            usage = self._estimate(messages, params, text, finish, len(parts))
-        yield Completion(text=text, finish_reason=finish, usage=usage)
+        cut_off = f"{WHAT} ended the stream mid-answer without a finish reason"
+        async for out in wire.stream_end(
+            self, messages, params, parts, finish_raw, usage, cut_off=cut_off
+        ):
+            yield out
 
     # ------------------------------------------------------------------ helpers
 

@@ -130,27 +130,16 @@ class OpenAICompatibleChatModel(ChatModel):
                     finish_raw = reason or finish_raw
             finally:
                 await response.aclose()
-        if finish_raw is None:
-            if not parts:
-                # Nothing was said and no reason given: llama_cpp.server's way of failing
-                # after the headers (context overflow). Asked without streaming, the server
-                # reports the real error, or answers, which we pass on.
-                completion = await self.complete(messages, params)
-                if completion.text:
-                    yield TextDelta(completion.text)
-                yield completion
-                return
-            # Cut off mid-answer, e.g. llama_cpp.server with interrupt_requests (its default)
-            # ends a stream with [DONE] once another request arrives. Not a real answer.
-            raise Upstream(
-                f"chat model server at {self._where} ended the stream mid-answer without a"
-                " finish reason (for llama_cpp.server, start it with --interrupt_requests False)"
-            )
-        text = "".join(parts)
-        finish = wire.finish_reason(finish_raw)
-        if usage is None:
-            usage = self._estimate_usage(messages, params, text, finish, pieces=len(parts))
-        yield Completion(text=text, finish_reason=finish, usage=usage)
+        # Cut off mid-answer: e.g. llama_cpp.server with interrupt_requests (its default)
+        # ends a stream with [DONE] once another request arrives. Not a real answer.
+        cut_off = (
+            f"chat model server at {self._where} ended the stream mid-answer without a"
+            " finish reason (for llama_cpp.server, start it with --interrupt_requests False)"
+        )
+        async for out in wire.stream_end(
+            self, messages, params, parts, finish_raw, usage, cut_off=cut_off
+        ):
+            yield out
 
     async def aclose(self) -> None:
         """Close the HTTP client this adapter made (an injected one belongs to its owner)."""
