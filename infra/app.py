@@ -18,10 +18,14 @@ os.environ.setdefault("CDK_OUTDIR", str(ROOT / "cdk.out"))
 
 
 def main() -> None:
+    from infra.config import ConfigError
     from infra.nag import unsuppressed
     from infra.stack import build_app
 
-    app, stack = build_app()
+    try:
+        app, stack = build_app()
+    except (ConfigError, FileNotFoundError) as exc:
+        sys.exit(f"infra/app.py: {exc}")
     assembly = app.synth()
     # `cdk synth` prints cdk-nag's errors but a bare `python infra/app.py` would not fail on
     # them: read the report, so CI fails on any finding without a suppression and its reason.
