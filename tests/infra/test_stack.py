@@ -91,31 +91,27 @@ class Gateway:
             parent = flat(r["Properties"]["ParentId"])
             self.children.setdefault(parent, {})[r["Properties"]["PathPart"]] = f"<{lid}>"
         self.methods: dict[str, dict[str, Any]] = {}
-        for lid, m in s.resources("AWS::ApiGateway::Method").items():
+        for m in s.resources("AWS::ApiGateway::Method").values():
             self.methods.setdefault(flat(m["Properties"]["ResourceId"]), {})[
                 m["Properties"]["HttpMethod"]
             ] = m["Properties"]
 
     def resolve(self, path: str) -> dict[str, Any] | None:
         node = self.root
-        segs = [p for p in path.split("/") if p]
-        for i, seg in enumerate(segs):
+        for seg in (p for p in path.split("/") if p):
             kids = self.children.get(node, {})
-            if seg in kids:
-                node = kids[seg]
-                continue
             variables = [k for k in kids if k.startswith("{") and not k.endswith("+}")]
             assert len(variables) <= 1, f"two variables under one resource: {variables}"
-            if variables:
+            if seg in kids:
+                node = kids[seg]
+            elif variables:
                 node = kids[variables[0]]
-                continue
-            if "{proxy+}" in kids:
+            elif "{proxy+}" in kids:
                 node = kids["{proxy+}"]
                 break
-            return None
-        else:
-            segs = []
-        return self.methods.get(node, {}).get("ANY") if segs is not None else None
+            else:
+                return None
+        return self.methods.get(node, {}).get("ANY")
 
 
 def sample_path(template: str) -> str:
