@@ -54,7 +54,7 @@ class Search(Construct):
             removal_policy=RemovalPolicy.DESTROY,
         )
         groups = [self.slow_search_logs, self.slow_index_logs, self.app_logs]
-        logs.CfnResourcePolicy(
+        logs_policy = logs.CfnResourcePolicy(
             self,
             "LogsPolicy",
             policy_name=f"{stack.stack_name}-opensearch-logs",
@@ -107,6 +107,8 @@ class Search(Construct):
             suppress_logs_resource_policy=True,
             removal_policy=removal,
         )
+        # OpenSearch checks at creation that it may write to its log groups.
+        self.domain.node.add_dependency(logs_policy)
         # Delegate to IAM in this account (no circular reference to the function roles, and no
         # custom resource): a principal needs an identity policy naming this domain as well.
         cfn = self.domain.node.default_child

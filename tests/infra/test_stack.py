@@ -663,3 +663,12 @@ def test_config_file_and_context_precedence(tmp_path: Any) -> None:
 def test_unknown_memory_override_is_refused(synth: Any) -> None:
     with pytest.raises(Exception, match="unknown functions"):
         synth(memory='{"nope": 1024}')
+
+
+def test_search_domain_is_created_after_its_log_policy(default: Synth) -> None:
+    (domain,) = default.resources("AWS::OpenSearchService::Domain").values()
+    (policy_id,) = default.resources("AWS::Logs::ResourcePolicy")
+    assert policy_id in domain.get("DependsOn", [])
+    (policy,) = default.resources("AWS::Logs::ResourcePolicy").values()
+    doc = json.loads(flat(policy["Properties"]["PolicyDocument"]))
+    assert doc["Statement"][0]["Principal"] == {"Service": "es.amazonaws.com"}
