@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import App, ArnFormat, Aspects, CfnOutput, Stack
-from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import Construct
 
@@ -100,7 +99,11 @@ class PastureStack(Stack):
             authorizer_function=self.functions["authorizer"],
         )
         keys_fn = self.functions["keys"]
-        keys_fn.function.add_environment("PASTURE_USAGE_PLAN_ID", self.api.usage_plan.usage_plan_id)
+        for p in plans:
+            if "api_keys" in p.ports:  # they make keys: the usage plan gets them too
+                self.functions[p.name].function.add_environment(
+                    "PASTURE_USAGE_PLAN_ID", self.api.usage_plan.usage_plan_id
+                )
         for p in plans:
             self._grant(self.functions[p.name], p.ports)
         self.consumer_keys = ConsumerKeys(
@@ -224,21 +227,15 @@ class PastureStack(Stack):
         if "api_keys" in ports:
             region = self.region
             plan_id = self.api.usage_plan.usage_plan_id
-            fn.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["apigateway:POST", "apigateway:GET"],
-                    resources=[
-                        f"arn:{self.partition}:apigateway:{region}::/apikeys",
-                        f"arn:{self.partition}:apigateway:{region}::/usageplans/{plan_id}/keys",
-                    ],
-                )
+            # ApiGatewayApiKeys: CreateApiKey and GetApiKeys (by name), CreateUsagePlanKey,
+            # DeleteApiKey.
+            apikeys = f"arn:{self.partition}:apigateway:{region}::/apikeys"
+            fn.grant(["apigateway:POST", "apigateway:GET"], [apikeys])
+            fn.grant(
+                ["apigateway:POST"],
+                [f"arn:{self.partition}:apigateway:{region}::/usageplans/{plan_id}/keys"],
             )
-            fn.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["apigateway:GET", "apigateway:DELETE"],
-                    resources=[f"arn:{self.partition}:apigateway:{region}::/apikeys/*"],
-                )
-            )
+            fn.grant(["apigateway:DELETE"], [f"{apikeys}/*"])
         _suppress_port_wildcards(fn, ports)
 
 

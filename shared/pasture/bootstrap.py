@@ -14,6 +14,7 @@ from pasture.domain.documents import ChunkingSpec
 from pasture.domain.errors import Invalid, Unavailable
 from pasture.domain.projects import ModelConfig
 from pasture.ports import (
+    ApiKeyGateway,
     BlobStore,
     ChatModel,
     Embedder,
@@ -29,7 +30,7 @@ from pasture.services.assistants import AssistantService
 from pasture.services.chat import ChatService
 from pasture.services.chatbot import ChatbotService
 from pasture.services.chunks import ChunkService
-from pasture.services.consumer_keys import ConsumerKeyService
+from pasture.services.consumer_keys import ConsumerKeyService, NoApiKeyGateway
 from pasture.services.conversations import ConversationService
 from pasture.services.dataset_search import DatasetSearchService
 from pasture.services.datasets import DatasetService
@@ -230,6 +231,7 @@ def _build_local(settings: Settings, chat_factory: ModelFactory) -> Container:
         workflow=workflow,
         handlers=handlers,
         transcription=_build_transcription(settings),
+        api_keys=NoApiKeyGateway(),  # the local server checks keys itself
         # Open mode (no key anywhere) only exists locally, and is decided once, at startup.
         stored_keys=consumer_keys.any(),
     )
@@ -257,6 +259,7 @@ def _assemble(
     workflow: Workflow,
     handlers: dict[str, ItemHandler],
     transcription: TranscriptionService,
+    api_keys: ApiKeyGateway,
     stored_keys: bool,
 ) -> Container:
     """Services over the adapters of either backend: one wiring, so both runtimes serve the
@@ -302,8 +305,10 @@ def _assemble(
     )
     assistants = AssistantService(records, datasets, dataset_search, embedder, catalog)
     agents = AgentService(records, assistants)
-    accounts = AccountService(records, session_ttl=settings.ragflow_session_ttl_seconds)
-    consumer_keys = ConsumerKeyService(records)
+    accounts = AccountService(
+        records, session_ttl=settings.ragflow_session_ttl_seconds, api_keys=api_keys
+    )
+    consumer_keys = ConsumerKeyService(records, api_keys)
     default_model = lambda: catalog.load(SERVER_DEFAULT)  # noqa: E731
     return Container(
         settings=settings,
@@ -388,6 +393,7 @@ class AwsClients:
         stepfunctions: Any = None,
         sagemaker_runtime: Any = None,
         opensearch: Any = None,
+        apigateway: Any = None,
     ) -> None:
         self._settings = settings
         self._made: dict[str, Any] = {
@@ -398,6 +404,7 @@ class AwsClients:
                 "stepfunctions": stepfunctions,
                 "sagemaker-runtime": sagemaker_runtime,
                 "opensearch": opensearch,
+                "apigateway": apigateway,
             }.items()
             if v is not None
         }
@@ -434,6 +441,9 @@ class AwsClients:
 
     def sagemaker_runtime(self) -> Any:
         return self._client("sagemaker-runtime")
+
+    def apigateway(self) -> Any:
+        return self._client("apigateway")
 
     def opensearch(self) -> Any:
         with self._lock:
@@ -541,7 +551,9 @@ def _build_aws(settings: Settings, chat_factory: ModelFactory, aws: AwsClients) 
         from pasture.adapters.local.onnx_embedder import OnnxEmbedder
 
         return OnnxEmbedder(
-            minilm_dir(),
+            # The model layer's prebuilt graph (PASTURE_EMBED_MODEL_DIR), else the packaged
+            # weights with the graph built on first use.
+            settings.embed_model_dir or minilm_dir(),
             # /tmp: a Lambda's only writable directory.
             settings.model_cache_dir or Path("/tmp/pasture-models"),
             batch_size=settings.embed_batch_size,
@@ -552,7 +564,14 @@ def _build_aws(settings: Settings, chat_factory: ModelFactory, aws: AwsClients) 
         from pasture.adapters.local.hf_tokenizer import HuggingFaceTokenizer
         from pasture.adapters.local.model_files import minilm_dir
 
-        return HuggingFaceTokenizer(minilm_dir() / "tokenizer.json")
+        return HuggingFaceTokenizer((settings.embed_model_dir or minilm_dir()) / "tokenizer.json")
+
+    def api_keys() -> ApiKeyGateway:
+        from pasture.adapters.aws.apigateway_keys import ApiGatewayApiKeys
+
+        # Without PASTURE_USAGE_PLAN_ID, making a key fails (it says so); listing and
+        # revoking work.
+        return ApiGatewayApiKeys(clients.apigateway(), settings.usage_plan_id)
 
     the_records = lazy(Records, records)  # type: ignore[type-abstract]
 
@@ -574,6 +593,8 @@ def _build_aws(settings: Settings, chat_factory: ModelFactory, aws: AwsClients) 
         workflow=lazy(Workflow, workflow),  # type: ignore[type-abstract]
         handlers={},
         transcription=_build_transcription(settings, clients),
+        # Key source AUTHORIZER: every consumer key is also an API key in the usage plan.
+        api_keys=lazy(ApiKeyGateway, api_keys),  # type: ignore[type-abstract]
         # Never open on AWS: API Gateway requires a key, and the authorizer maps it.
         stored_keys=True,
     )

@@ -63,7 +63,20 @@ def _is_loopback(host: str) -> bool:
 @contextmanager
 def _consumer_keys(s: Settings) -> Iterator[Any]:
     """The consumer key store of the data dir. No data-dir lock: keys are SQLite records
-    (WAL), safe beside a running server, which sees a new or revoked key at once."""
+    (WAL), safe beside a running server, which sees a new or revoked key at once.
+
+    PASTURE_BACKEND=aws (an operator's machine with AWS credentials): the stack's, through
+    the container (lazy: only the table and API Gateway are touched), so a key is also an
+    API key in the usage plan of PASTURE_USAGE_PLAN_ID."""
+    if s.backend == "aws":
+        from pasture.bootstrap import build_container
+
+        c = build_container(s)
+        try:
+            yield c.consumer_keys
+        finally:
+            c.close()
+        return
     from pasture.adapters.local.sqlite_db import SqliteDb
     from pasture.adapters.local.sqlite_records import SqliteRecords
     from pasture.services.consumer_keys import ConsumerKeyService
@@ -218,7 +231,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
                 " Authorization: Bearer). It is shown only now; only its digest is kept.",
                 file=sys.stderr,
             )
-            if s.open_mode:
+            if key.api_key_id:
+                print(
+                    f"It is also API Gateway API key {key.api_key_id} in usage plan"
+                    f" {s.usage_plan_id} (aws apigateway get-api-key --api-key"
+                    f" {key.api_key_id} --include-value shows it again).",
+                    file=sys.stderr,
+                )
+            if s.open_mode and s.backend == "local":
                 print(
                     "A server running in open mode starts requiring keys when restarted.",
                     file=sys.stderr,
@@ -268,7 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--tenant")
     query.set_defaults(func=cmd_query)
 
-    keys = sub.add_parser("keys", help="manage consumer API keys (stored hashed in the data dir)")
+    keys = sub.add_parser(
+        "keys",
+        help="manage consumer API keys (stored hashed in the data dir; with PASTURE_BACKEND=aws"
+        " in the stack's table and usage plan)",
+    )
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="make a key for a consumer; prints it once")
     create.add_argument("name", help="the consumer (tenant) the key acts as")

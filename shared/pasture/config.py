@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     embed_threads: int | None = Field(default=None, ge=1)
     # Where the ONNX graph built from the packaged weights is cached (default: <data_dir>/models).
     model_cache_dir: Path | None = None
+    # A directory with a prebuilt model.onnx and tokenizer.json (and config.json), like the
+    # Lambda model layer (/opt/pasture-models/all-MiniLM-L6-v2): used as is, nothing is built.
+    # Unset: the packaged weights, with the graph built once and cached (model_cache_dir).
+    embed_model_dir: Path | None = None
     default_chunk_size: int = Field(default=200, ge=16)
     default_chunk_overlap: int = Field(default=20, ge=0)
 
@@ -147,6 +151,9 @@ class Settings(BaseSettings):
     opensearch_auth: Literal["es", "aoss", "none"] = "es"
     opensearch_timeout: float = Field(default=10.0, gt=0)
     state_machine_arn: str = ""  # the generated ingestion state machine (Workflow)
+    # The stack's API Gateway usage plan (stack output UsagePlanId): consumer keys made on the
+    # aws backend (`pasture keys create`, the stack's `keys` function) are API keys in it too.
+    usage_plan_id: str | None = None
     # The GPU endpoint running infra/inference (chat, embeddings, transcription). Unset:
     # chat goes to PASTURE_CHAT_URL (any OpenAI-compatible server) and speech to
     # PASTURE_TRANSCRIBER_URL.

@@ -98,6 +98,30 @@ class Records(ABC):
         """Remove the item; False when there was none."""
 
 
+# --------------------------------------------------------------------------- ApiKeyGateway
+
+
+class ApiKeyGateway(ABC):
+    """The API gateway's own copy of a consumer key, where a gateway in front of the API
+    checks keys itself (API Gateway with key source AUTHORIZER wants every key the authorizer
+    answers with to be one of its API keys, in a usage plan of the stage). Keys are named by
+    consumer and key id (services/consumer_keys.py); the secret is only ever written."""
+
+    @abstractmethod
+    def register(self, consumer: str, key_id: str, secret: str) -> str | None:
+        """Make the gateway accept `secret` as this consumer's key `key_id`; returns the
+        gateway's id for it (None where there is no gateway). All or nothing: on failure,
+        nothing of it is left behind."""
+
+    @abstractmethod
+    def find(self, consumer: str, key_id: str) -> str | None:
+        """The gateway's id of this key; None when it has none."""
+
+    @abstractmethod
+    def revoke(self, consumer: str, key_id: str) -> None:
+        """Stop the gateway accepting this key. Idempotent: a key it does not have is fine."""
+
+
 # --------------------------------------------------------------------------- SearchIndex
 
 
@@ -413,6 +437,7 @@ class PageFetcher(ABC):
 
 
 __all__ = [
+    "ApiKeyGateway",
     "BlobStore",
     "ChatModel",
     "Embedder",

@@ -67,6 +67,7 @@ class AwsStack:
             "PASTURE_STATE_MACHINE_ARN": s.state_machine_arn,
             "PASTURE_DATA_DIR": str(s.data_dir),
             "PASTURE_API_KEYS": s.api_keys,
+            **({"PASTURE_USAGE_PLAN_ID": s.usage_plan_id} if s.usage_plan_id else {}),
             **({"PASTURE_MODEL_CACHE_DIR": str(s.model_cache_dir)} if s.model_cache_dir else {}),
         }
 
@@ -108,10 +109,15 @@ def aws_stack(
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
             roleArn="arn:aws:iam::123456789012:role/pasture-workflow",
         )
-        s = aws_settings(data_dir, model_cache, keys, **settings)
+        # The stack's usage plan: consumer keys are API keys in it too.
+        apigw = boto3.client("apigateway", region_name=REGION)
+        plan = apigw.create_usage_plan(name="pasture-test")["id"]
+        s = aws_settings(data_dir, model_cache, keys, usage_plan_id=plan, **settings)
         fakes: dict[str, FakeChatModel] = {}
         search, _ = fake_opensearch_client()
-        clients = AwsClients(s, s3=s3, dynamodb=ddb, stepfunctions=sfn, opensearch=search)
+        clients = AwsClients(
+            s, s3=s3, dynamodb=ddb, stepfunctions=sfn, opensearch=search, apigateway=apigw
+        )
         container = build_container(s, chat_factory=fake_chat_factory(fakes), aws=clients)
         yield AwsStack(s, container, s3, ddb, sfn, fakes)
 

@@ -43,7 +43,7 @@ HEAVY = (
     "lxml",
     "httpx",
 )
-FUNCTIONS = [g.name for g in GROUPS] + ["authorizer", "ingest"]
+FUNCTIONS = [g.name for g in GROUPS] + ["authorizer", "ingest", "keys"]
 
 CHILD = """\
 import json, socket, sys

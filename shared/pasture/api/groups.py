@@ -102,7 +102,8 @@ GROUPS: tuple[Group, ...] = (
         "accounts",
         ("pasture.api.ragflow.accounts:router",),
         ("/v1/user", "/v1/system"),
-        frozenset({"records"}),
+        # Keys made by /v1/system/new_token are API Gateway keys too on AWS.
+        frozenset({"records", "api_keys"}),
     ),
 )
 

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pasture.domain.errors import Conflict, Invalid, NotFound, Unauthorized
-from pasture.ports import Record, Records
+from pasture.ports import ApiKeyGateway, Record, Records
 from pasture.services import keys
+from pasture.services.consumer_keys import NoApiKeyGateway
 
 # RAGFlow's own email check (api/apps/user_app.py), plus the RFC's length bound.
 _EMAIL = re.compile(r"^[\w\._-]+@([\w_-]+\.)+[\w-]{2,5}$")
@@ -112,8 +113,11 @@ class AccountService:
         session_ttl: int,
         clock: Callable[[], float] = time.time,
         hasher: PasswordHasher | None = None,
+        api_keys: ApiKeyGateway | None = None,
     ) -> None:
         self._records = records
+        # On AWS every key the authorizer accepts must also be an API Gateway key.
+        self._api_keys = api_keys if api_keys is not None else NoApiKeyGateway()
         self._ttl = session_ttl
         self._clock = clock
         self._hasher = hasher or PasswordHasher()
@@ -201,6 +205,13 @@ class AccountService:
         self._records.put(Record(keys.account_keys(user.tenant), digest, listed), if_absent=True)
         lookup = {"tenant": user.tenant, "user_id": user.id, "created_at": now}
         self._records.put(Record(keys.API_KEYS, digest, lookup), if_absent=True)
+        try:
+            self._api_keys.register(user.tenant, _gateway_id(digest), token)
+        except Exception:
+            # Nothing half-made: a key the gateway refuses is not listed either.
+            self._records.delete(keys.API_KEYS, digest)
+            self._records.delete(keys.account_keys(user.tenant), digest)
+            raise
         return ApiKey(token, user.id, now)
 
     def tokens(self, user: User) -> list[ApiKey]:
@@ -220,13 +231,19 @@ class AccountService:
             if len(matches) != 1:
                 raise NotFound("API key not found (give the whole key, or its form in token_list)")
             digest = matches[0]
-        self._records.delete(keys.API_KEYS, digest)  # stops working first
+        self._api_keys.revoke(user.tenant, _gateway_id(digest))  # stops working first
+        self._records.delete(keys.API_KEYS, digest)
         self._records.delete(pk, digest)
 
     def tenant_for_key(self, digest_hex: str) -> str | None:
         """The Authenticator's lookup: sha256 hex of a presented key -> its tenant."""
         rec = self._records.get(keys.API_KEYS, digest_hex)
         return None if rec is None else str(rec.data["tenant"])
+
+
+def _gateway_id(digest: str) -> str:
+    """How a RAGFlow key is named at the gateway (with its tenant): part of its digest."""
+    return digest[:16]
 
 
 def _user(data: Any) -> User:

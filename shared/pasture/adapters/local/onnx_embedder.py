@@ -2,7 +2,9 @@
 
 The ONNX graph is built once from the packaged safetensors (see `minilm_onnx`) and cached
 on disk; the cache file name carries a fingerprint of the weights and of the graph builder,
-so a new model or a changed builder gets a fresh file instead of a stale one.
+so a new model or a changed builder gets a fresh file instead of a stale one. A model
+directory that already holds `model.onnx` (the Lambda model layer, built by layers/build.py
+with the same builder) is used as it is: no weights, no build, no cache.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     import tokenizers
 
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json: tokens incl. [CLS] and [SEP]
+PREBUILT_ONNX = "model.onnx"  # a graph shipped beside tokenizer.json (the Lambda model layer)
 
 
 class OnnxEmbedder(Embedder):
@@ -51,8 +54,16 @@ class OnnxEmbedder(Embedder):
 
     # ------------------------------------------------------------------ loading
 
+    def prebuilt_path(self) -> Path:
+        """A graph shipped in the model directory itself (`model.onnx`), used when present."""
+        return self.model_dir / PREBUILT_ONNX
+
     def onnx_path(self) -> Path:
-        """Where the built graph is cached for the current weights and builder version."""
+        """The graph to run: the model directory's own `model.onnx` when it has one, else
+        where the graph built from its weights is cached for the current builder version."""
+        prebuilt = self.prebuilt_path()
+        if prebuilt.is_file():
+            return prebuilt
         from pasture.adapters.local.minilm_onnx import GRAPH_VERSION
 
         st = (self.model_dir / "model.safetensors").stat()

@@ -1,0 +1,1 @@
+"""The Lambda layers' builder (`layers/build.py`), importable as `layers.build`."""
