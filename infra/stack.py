@@ -12,7 +12,7 @@ from constructs import Construct
 
 from infra import plan
 from infra.config import StackConfig, context_keys, load
-from infra.constructs.api import Api, ConsumerKeys
+from infra.constructs.api import Api, ConsumerKeys, usage_plan_name
 from infra.constructs.functions import Layers, PastureFunction
 from infra.constructs.inference import Inference
 from infra.constructs.ingestion import Ingestion
@@ -102,7 +102,7 @@ class PastureStack(Stack):
         for p in plans:
             if "api_keys" in p.ports:  # they make keys: the usage plan gets them too
                 self.functions[p.name].function.add_environment(
-                    "PASTURE_USAGE_PLAN_ID", self.api.usage_plan.usage_plan_id
+                    "PASTURE_USAGE_PLAN_NAME", usage_plan_name(self.stack_name)
                 )
         for p in plans:
             self._grant(self.functions[p.name], p.ports)
@@ -225,17 +225,14 @@ class PastureStack(Stack):
         if "transcriber" in ports:
             self.inference.grant_invoke(fn.role, stream=False)
         if "api_keys" in ports:
-            region = self.region
-            plan_id = self.api.usage_plan.usage_plan_id
-            # ApiGatewayApiKeys: CreateApiKey and GetApiKeys (by name), CreateUsagePlanKey,
-            # DeleteApiKey.
-            apikeys = f"arn:{self.partition}:apigateway:{region}::/apikeys"
-            fn.grant(["apigateway:POST", "apigateway:GET"], [apikeys])
-            fn.grant(
-                ["apigateway:POST"],
-                [f"arn:{self.partition}:apigateway:{region}::/usageplans/{plan_id}/keys"],
-            )
-            fn.grant(["apigateway:DELETE"], [f"{apikeys}/*"])
+            # ApiGatewayApiKeys: GetUsagePlans (the plan by name), CreateApiKey, GetApiKeys
+            # (by name), CreateUsagePlanKey, DeleteApiKey. No reference to the plan itself:
+            # plan -> stage -> methods -> function would close a cycle.
+            base = f"arn:{self.partition}:apigateway:{self.region}::"
+            fn.grant(["apigateway:GET"], [f"{base}/usageplans"])
+            fn.grant(["apigateway:POST", "apigateway:GET"], [f"{base}/apikeys"])
+            fn.grant(["apigateway:POST"], [f"{base}/usageplans/*/keys"])
+            fn.grant(["apigateway:DELETE"], [f"{base}/apikeys/*"])
         _suppress_port_wildcards(fn, ports)
 
 
@@ -250,7 +247,10 @@ def _suppress_port_wildcards(fn: PastureFunction, ports: frozenset[str]) -> None
     if "workflow" in ports:
         reasons.append("executions of the stack's own state machine (names made per run)")
     if "api_keys" in ports:
-        reasons.append("API keys the keys function itself makes (ids assigned by API Gateway)")
+        reasons.append(
+            "API keys this function makes (ids assigned by API Gateway), added to the usage"
+            " plan it finds by name (its id would close a dependency cycle)"
+        )
     if reasons:
         suppress(
             fn.role,

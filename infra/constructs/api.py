@@ -114,7 +114,9 @@ class Api(Construct):
                 access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT)),
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # would log request bodies and keys
-                metrics_enabled=True,
+                # Per-method detailed metrics are billed per metric-hour; the API-level
+                # Count/Latency/4XX/5XX the alarms and dashboard use are free without them.
+                metrics_enabled=False,
                 tracing_enabled=config.tracing,
                 throttling_rate_limit=config.throttle_rate,
                 throttling_burst_limit=config.throttle_burst,
@@ -202,7 +204,7 @@ class Api(Construct):
 
         self.usage_plan = self.rest_api.add_usage_plan(
             "UsagePlan",
-            name=f"{stack.stack_name}-keys",
+            name=usage_plan_name(stack.stack_name),
             description="Every Pasture key: per-key throttling (and quota, when configured)",
             throttle=apigw.ThrottleSettings(
                 rate_limit=config.key_rate, burst_limit=config.key_burst
@@ -305,6 +307,12 @@ class ConsumerKeys(Construct):
                 description=f"API key id of consumer {consumer}: aws apigateway get-api-key"
                 " --include-value --api-key <id> --query value --output text",
             )
+
+
+def usage_plan_name(stack_name: str) -> str:
+    """The usage plan's fixed name: functions that make keys find the plan by it, since its id
+    in their environment would be a dependency cycle (plan -> stage -> methods -> function)."""
+    return f"{stack_name}-keys"
 
 
 def _pascal(name: str) -> str:

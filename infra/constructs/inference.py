@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 from aws_cdk import ArnFormat, IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
@@ -106,12 +105,6 @@ class Inference(Construct):
             " permissions (the latter is limited to SageMaker's namespace by condition);"
             " SageMaker names the endpoint's log streams itself.",
         )
-        key = kms.Key(
-            self,
-            "VolumeKey",
-            enable_key_rotation=True,
-            description="Pasture inference endpoint: the instance's storage volume",
-        )
         model = sagemaker.CfnModel(
             self,
             "Model",
@@ -126,7 +119,6 @@ class Inference(Construct):
         endpoint_config = sagemaker.CfnEndpointConfig(
             self,
             "Config",
-            kms_key_id=key.key_arn,
             production_variants=[
                 sagemaker.CfnEndpointConfig.ProductionVariantProperty(
                     variant_name="AllTraffic",
@@ -140,7 +132,6 @@ class Inference(Construct):
                 )
             ],
         )
-        key.grant_encrypt_decrypt(role)
         # A fixed lower-case name: IAM matches SageMaker ARNs on the lower-cased name.
         name = re.sub(r"[^a-z0-9-]", "-", f"{stack.stack_name.lower()}-inference")[:63]
         endpoint = sagemaker.CfnEndpoint(
@@ -152,6 +143,13 @@ class Inference(Construct):
         self.endpoint_name = endpoint.attr_endpoint_name
         self.endpoint_arn = stack.format_arn(
             service="sagemaker", resource="endpoint", resource_name=name
+        )
+        suppress(
+            endpoint_config,
+            "AwsSolutions-SM3",
+            "SageMaker refuses a KMS key for instance types with local NVMe instance storage"
+            " (the g4dn/g5/g6 GPU types this endpoint is for); their instance store is"
+            " encrypted by AWS with a hardware key.",
         )
         suppress(
             model,

@@ -64,14 +64,21 @@ class Ingestion(Construct):
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False
             ),
-            tracing_enabled=True,
+            tracing_enabled=config.tracing,
             # A run is bounded by its batches' Lambda timeouts and retries; a day is far past it.
             timeout=Duration.hours(24),
         )
+        if not config.tracing:
+            suppress(
+                self.state_machine,
+                "AwsSolutions-SF2",
+                "X-Ray tracing follows the stack's `tracing` setting (off by default, like the"
+                " functions'); its execution history and ALL-level logs stay on.",
+            )
         suppress(
             role,
             "AwsSolutions-IAM5",
-            "CloudWatch Logs' log-delivery APIs and X-Ray's trace APIs have no resource-level"
-            " permissions (Step Functions' documented policy for logging and tracing).",
+            "CloudWatch Logs' log-delivery APIs (and X-Ray's, with tracing) have no"
+            " resource-level permissions (Step Functions' documented policy for them).",
             applies_to=["Resource::*"],
         )

@@ -571,7 +571,9 @@ def _build_aws(settings: Settings, chat_factory: ModelFactory, aws: AwsClients) 
 
         # Without PASTURE_USAGE_PLAN_ID, making a key fails (it says so); listing and
         # revoking work.
-        return ApiGatewayApiKeys(clients.apigateway(), settings.usage_plan_id)
+        return ApiGatewayApiKeys(
+            clients.apigateway(), settings.usage_plan_id, plan_name=settings.usage_plan_name
+        )
 
     the_records = lazy(Records, records)  # type: ignore[type-abstract]
 

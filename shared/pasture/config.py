@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     # The stack's API Gateway usage plan (stack output UsagePlanId): consumer keys made on the
     # aws backend (`pasture keys create`, the stack's `keys` function) are API keys in it too.
     usage_plan_id: str | None = None
+    # Or its name, looked up on first use (the stack's functions get the name: the plan's id
+    # in their environment would make a dependency cycle). The id wins when both are set.
+    usage_plan_name: str | None = None
     # The GPU endpoint running infra/inference (chat, embeddings, transcription). Unset:
     # chat goes to PASTURE_CHAT_URL (any OpenAI-compatible server) and speech to
     # PASTURE_TRANSCRIBER_URL.

@@ -324,3 +324,30 @@ def test_cli_keys_on_the_aws_backend(
         assert main(["keys", "list"]) == 0
         assert capsys.readouterr().out == ""
     assert all_keys(apigw) == [] and stored(ddb) == []
+
+
+# ------------------------------------------------------------------ the plan by name
+
+
+def test_the_plan_is_found_by_its_name(aws: tuple[Any, Any, str]) -> None:
+    # Given the stack's functions know the plan's name only (its id would be a cycle)
+    apigw, _, plan = aws
+    apigw.create_usage_plan(name="another-plan")
+    gateway = ApiGatewayApiKeys(apigw, None, plan_name="pasture-prod")
+    # When a key is registered
+    api_key_id = gateway.register("mobile-app", "0a1b2c3d", "pst-found-by-the-plan-name")
+    # Then it is in that plan
+    assert api_key_id in plan_key_ids(apigw, plan)
+
+
+@pytest.mark.parametrize("copies", [0, 2])
+def test_no_or_two_plans_of_that_name_refuse_and_leave_no_key(
+    aws: tuple[Any, Any, str], copies: int
+) -> None:
+    apigw, _, _ = aws
+    for _ in range(copies):
+        apigw.create_usage_plan(name="twin")
+    gateway = ApiGatewayApiKeys(apigw, None, plan_name="twin")
+    with pytest.raises(Unavailable, match="usage plan named"):
+        gateway.register("mobile-app", "0a1b2c3d", "pst-refused-for-want-of-a-plan")
+    assert all_keys(apigw) == []

@@ -241,11 +241,57 @@ def test_consumer_keys_and_their_outputs(default: Synth, full: Synth) -> None:
     assert sorted(k["Properties"]["Consumer"] for k in keys.values()) == ["alice", "mobile-app"]
     outputs = full.template["Outputs"]
     assert {"ApiKeyIdAlice", "ApiKeyIdMobileApp", "ApiUrl", "UsagePlanId"} <= set(outputs)
-    # The keys function knows the usage plan it adds keys to.
-    keys_fn = full.template["Resources"][function_ids(full)["keys"]]
-    (up_id,) = full.resources("AWS::ApiGateway::UsagePlan")
-    env = keys_fn["Properties"]["Environment"]["Variables"]
-    assert env["PASTURE_USAGE_PLAN_ID"] == {"Ref": up_id}
+    # The functions that make keys know the usage plan they add keys to, by its name.
+    (up,) = full.resources("AWS::ApiGateway::UsagePlan").values()
+    for name in ("keys", "accounts"):
+        fn = full.template["Resources"][function_ids(full)[name]]
+        env = fn["Properties"]["Environment"]["Variables"]
+        assert env["PASTURE_USAGE_PLAN_NAME"] == up["Properties"]["UsagePlanName"]
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a CloudFormation value refers to (Ref, GetAtt, Sub)."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            out.add(value["Ref"])
+        if "Fn::GetAtt" in value:
+            out.add(value["Fn::GetAtt"][0])
+        for v in value.values():
+            out |= _references(v)
+    elif isinstance(value, list):
+        for v in value:
+            out |= _references(v)
+    return out
+
+
+def test_no_dependency_cycle(stack: Synth) -> None:
+    """CloudFormation refuses a template whose resources depend on each other in a circle
+    (synthesis does not check it)."""
+    resources = stack.template["Resources"]
+    edges = {
+        lid: {
+            d
+            for d in _references(r.get("Properties", {})) | set(_as_list(r.get("DependsOn", [])))
+            if d in resources
+        }
+        for lid, r in resources.items()
+    }
+    state: dict[str, int] = {}
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in edges[node]:
+            if state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+                raise AssertionError(f"dependency cycle: {' -> '.join(cycle)}")
+            if nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for lid in resources:
+        if lid not in state:
+            visit(lid, [lid])
 
 
 def test_gateway_errors_answer_in_every_dialects_fields(default: Synth) -> None:
@@ -337,6 +383,7 @@ ALLOWED_WILDCARDS = (
         r"^arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<select:.*>:\*$"
     ),
     re.compile(r"^arn:<AWS::Partition>:apigateway:<AWS::Region>::/apikeys/\*$"),
+    re.compile(r"^arn:<AWS::Partition>:apigateway:<AWS::Region>::/usageplans/\*/keys$"),
 )
 
 
@@ -532,7 +579,7 @@ def test_state_machine_is_the_generated_definition_with_logging(default: Synth) 
     ingest = function_ids(default)["ingest"]
     assert p["DefinitionSubstitutions"]["IngestFunctionArn"] == {"Fn::GetAtt": [ingest, "Arn"]}
     assert p["LoggingConfiguration"]["Level"] == "ALL"
-    assert p["TracingConfiguration"]["Enabled"] is True
+    assert p["TracingConfiguration"]["Enabled"] is False  # follows `tracing` (off by default)
 
 
 # --------------------------------------------------------------------------- inference
@@ -547,7 +594,8 @@ def test_gpu_endpoint_when_on(full: Synth) -> None:
     (cfg,) = full.resources("AWS::SageMaker::EndpointConfig").values()
     (variant,) = cfg["Properties"]["ProductionVariants"]
     assert variant["InstanceType"] == "ml.g5.xlarge"
-    assert cfg["Properties"]["KmsKeyId"]
+    # No KMS key: SageMaker refuses one for instance types with NVMe instance storage.
+    assert "KmsKeyId" not in cfg["Properties"]
     (model,) = full.resources("AWS::SageMaker::Model").values()
     assert model["Properties"]["PrimaryContainer"]["ModelDataUrl"] == FULL["modelDataUrl"]
     (endpoint,) = full.resources("AWS::SageMaker::Endpoint").values()

@@ -13,7 +13,8 @@ the stage (else 403). So every consumer key is also one API key here:
                                                 apigateway:POST on /tags too)
 
 and one usage plan key (keyType API_KEY) putting it in the plan. Calls, for IAM:
-CreateApiKey (POST /apikeys), CreateUsagePlanKey (POST /usageplans/<id>/keys), GetApiKeys
+GetUsagePlans (GET /usageplans, only when the plan is given by name), CreateApiKey
+(POST /apikeys), CreateUsagePlanKey (POST /usageplans/<id>/keys), GetApiKeys
 (GET /apikeys), DeleteApiKey (DELETE /apikeys/<id>; API Gateway drops the key from its usage
 plans with it). Values never appear in errors or logs: listings ask for no values.
 """
@@ -43,16 +44,47 @@ class ApiGatewayApiKeys(ApiKeyGateway):
     """`client`: a boto3 `apigateway` client. `usage_plan_id`: the stack's usage plan; only
     `register` needs it (finding and revoking keys work without)."""
 
-    def __init__(self, client: Any, usage_plan_id: str | None) -> None:
+    def __init__(
+        self, client: Any, usage_plan_id: str | None, *, plan_name: str | None = None
+    ) -> None:
         self._client = client
         self._plan = usage_plan_id
+        self._plan_name = plan_name
 
-    def register(self, consumer: str, key_id: str, secret: str) -> str:
-        if not self._plan:
+    def _plan_id(self) -> str:
+        """The usage plan's id: given, or found once by its exact name (GetUsagePlans)."""
+        if self._plan:
+            return self._plan
+        if not self._plan_name:
             raise Unavailable(
                 "PASTURE_USAGE_PLAN_ID is not set: on the aws backend a consumer key must also"
                 " be an API key in the stack's usage plan (stack output UsagePlanId)"
             )
+        found: list[str] = []
+        position: str | None = None
+        try:
+            while True:
+                page = self._client.get_usage_plans(
+                    limit=500, **({"position": position} if position else {})
+                )
+                found += [
+                    p["id"] for p in page.get("items", []) if p.get("name") == self._plan_name
+                ]
+                position = page.get("position")
+                if not position:
+                    break
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, SERVICE, "GetUsagePlans") from exc
+        if len(found) != 1:
+            raise Unavailable(
+                f"expected one API Gateway usage plan named PASTURE_USAGE_PLAN_NAME, found"
+                f" {len(found)} (set PASTURE_USAGE_PLAN_ID to the stack output UsagePlanId)"
+            )
+        self._plan = found[0]
+        return self._plan
+
+    def register(self, consumer: str, key_id: str, secret: str) -> str:
+        plan = self._plan_id()
         try:
             made = self._client.create_api_key(
                 name=api_key_name(consumer, key_id),
@@ -65,7 +97,7 @@ class ApiGatewayApiKeys(ApiKeyGateway):
         api_key_id = str(made["id"])
         try:
             self._client.create_usage_plan_key(
-                usagePlanId=self._plan, keyId=api_key_id, keyType="API_KEY"
+                usagePlanId=plan, keyId=api_key_id, keyType="API_KEY"
             )
         except BaseException as exc:
             self._delete(api_key_id)  # no key outside the plan: all or nothing
