@@ -107,7 +107,7 @@ class PastureStack(Stack):
         for p in plans:
             self._grant(self.functions[p.name], p.ports)
         self.consumer_keys = ConsumerKeys(
-            self, "ConsumerKeys", consumers=config.consumers, function=keys_fn
+            self, "ConsumerKeys", consumers=config.consumers, function=keys_fn, config=config
         )
         self.observability = Observability(
             self,

@@ -16,12 +16,11 @@ from collections.abc import Mapping
 
 from aws_cdk import CfnOutput, CustomResource, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
-from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from infra.config import StackConfig
-from infra.constructs.functions import PastureFunction, retention
+from infra.constructs.functions import PastureFunction, log_group
 from infra.nag import suppress
 from infra.plan import Route
 
@@ -91,12 +90,7 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, cid)
         stack = Stack.of(self)
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.access_logs = log_group(self, "AccessLogs", config)
         self.rest_api = apigw.RestApi(
             self,
             "RestApi",
@@ -258,18 +252,17 @@ class ConsumerKeys(Construct):
         *,
         consumers: tuple[str, ...],
         function: PastureFunction,
+        config: StackConfig,
     ) -> None:
         super().__init__(scope, cid)
+        self.key_ids: dict[str, str] = {}
+        if not consumers:
+            return  # no provider framework function either
         self.provider = cr.Provider(
             self,
             "Provider",
             on_event_handler=function.function,
-            log_group=logs.LogGroup(
-                self,
-                "ProviderLogs",
-                retention=logs.RetentionDays.ONE_MONTH,
-                removal_policy=RemovalPolicy.DESTROY,
-            ),
+            log_group=log_group(self, "ProviderLogs", config),
         )
         suppress(
             self.provider,
@@ -290,7 +283,6 @@ class ConsumerKeys(Construct):
             "AwsSolutions-L1",
             "The CDK provider framework's runtime is chosen by CDK and updated with it.",
         )
-        self.key_ids: dict[str, str] = {}
         for consumer in consumers:
             resource = CustomResource(
                 self,

@@ -68,12 +68,7 @@ class PastureFunction(Construct):
         super().__init__(scope, cid)
         self.plan = plan
         stack = Stack.of(self)
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = log_group(self, "Logs", config)
         # No managed policy (AWSLambdaBasicExecutionRole would allow any log group): writes
         # to its own log group only. Port permissions are added by the stack.
         self.role = iam.Role(
@@ -174,3 +169,14 @@ _RETENTION = {
 
 def retention(days: int) -> logs.RetentionDays:
     return logs.RetentionDays[_RETENTION[days]]
+
+
+def log_group(scope: Construct, cid: str, config: StackConfig) -> logs.LogGroup:
+    """Every log group of the stack: the configured retention, gone with the stack (logs are
+    not user data)."""
+    return logs.LogGroup(
+        scope,
+        cid,
+        retention=retention(config.log_retention_days),
+        removal_policy=RemovalPolicy.DESTROY,
+    )

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import StackConfig
-from infra.constructs.functions import Layers, PastureFunction, retention
+from infra.constructs.functions import Layers, PastureFunction, log_group
 from infra.nag import suppress
 from infra.plan import FunctionPlan
 from pasture.adapters.aws.state_machine import definition
@@ -36,12 +35,7 @@ class Ingestion(Construct):
         self.function = PastureFunction(
             self, "Ingest", plan=plan, config=config, layers=layers, environment=environment
         )
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.log_group = log_group(self, "Logs", config)
         body = definition(FUNCTION_ARN, max_concurrency=config.ingest_concurrency)
         role = iam.Role(
             self,

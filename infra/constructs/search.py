@@ -18,7 +18,7 @@ from aws_cdk import aws_opensearchservice as opensearch
 from constructs import Construct
 
 from infra.config import StackConfig
-from infra.constructs.functions import retention
+from infra.constructs.functions import log_group
 from infra.nag import suppress
 
 # What the adapter sends (opensearch_search_index.py): reads, bulk writes, index creation,
@@ -35,24 +35,9 @@ class Search(Construct):
 
         # The domain's logs go to log groups whose resource policy is declared here (the L2's
         # own policy comes from a custom resource Lambda; this needs none).
-        self.slow_search_logs = logs.LogGroup(
-            self,
-            "SlowSearchLogs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.slow_index_logs = logs.LogGroup(
-            self,
-            "SlowIndexLogs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.app_logs = logs.LogGroup(
-            self,
-            "AppLogs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.DESTROY,
-        )
+        self.slow_search_logs = log_group(self, "SlowSearchLogs", config)
+        self.slow_index_logs = log_group(self, "SlowIndexLogs", config)
+        self.app_logs = log_group(self, "AppLogs", config)
         groups = [self.slow_search_logs, self.slow_index_logs, self.app_logs]
         logs_policy = logs.CfnResourcePolicy(
             self,
