@@ -100,11 +100,6 @@ class PastureStack(Stack):
         )
         keys_fn = self.functions["keys"]
         for p in plans:
-            if "api_keys" in p.ports:  # they make keys: the usage plan gets them too
-                self.functions[p.name].function.add_environment(
-                    "PASTURE_USAGE_PLAN_NAME", usage_plan_name(self.stack_name)
-                )
-        for p in plans:
             self._grant(self.functions[p.name], p.ports)
         self.consumer_keys = ConsumerKeys(
             self, "ConsumerKeys", consumers=config.consumers, function=keys_fn, config=config
@@ -188,6 +183,8 @@ class PastureStack(Stack):
             env["PASTURE_CHAT_MODEL_NAME"] = c.chat_model_name
             if c.chat_url:
                 env["PASTURE_CHAT_URL"] = c.chat_url
+        if "api_keys" in p.ports:  # keys it makes go into the usage plan too
+            env["PASTURE_USAGE_PLAN_NAME"] = usage_plan_name(self.stack_name)
         if "transcriber" in p.ports:
             env["PASTURE_TRANSCRIBER"] = c.transcriber
             if c.transcriber == "whispercpp" and c.transcriber_url:
