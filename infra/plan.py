@@ -141,10 +141,7 @@ def routes(groups: tuple[Group, ...] | list[Group] = GROUPS) -> list[Route]:
         return owner.get(()) if node == () else None
 
     out: list[Route] = []
-    pending = sorted(nodes)
-    seen = set(pending)
-    while pending:
-        node = pending.pop(0)
+    for node in sorted(nodes):
         g = covering(node)
         if g is None:
             continue  # an intermediate resource nobody owns (/v1, /api)
@@ -157,5 +154,4 @@ def routes(groups: tuple[Group, ...] | list[Group] = GROUPS) -> list[Route]:
         out.append(Route("/" + "/".join((*node, "{proxy+}")), g))
     # A variable below an owned resource that no prefix names (e.g. {dataset_id} under
     # /api/v1/dataset) is inherited by the owner: `nodes` already holds it as an ancestor.
-    del seen
     return sorted(out, key=lambda r: r.path)

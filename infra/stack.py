@@ -19,6 +19,7 @@ from infra.constructs.ingestion import Ingestion
 from infra.constructs.observability import Observability
 from infra.constructs.search import Search
 from infra.constructs.storage import Storage
+from infra.nag import suppress
 
 # The Records adapter's calls (dynamodb_records.py): nothing else, no scans.
 DYNAMODB_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
@@ -234,8 +235,6 @@ class PastureStack(Stack):
 
 
 def _suppress_port_wildcards(fn: PastureFunction, ports: frozenset[str]) -> None:
-    from infra.nag import suppress
-
     reasons = []
     if "blobs" in ports:
         reasons.append("objects of the stack's own bucket (keys are content hashes per tenant)")

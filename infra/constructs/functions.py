@@ -67,7 +67,6 @@ class PastureFunction(Construct):
     ) -> None:
         super().__init__(scope, cid)
         self.plan = plan
-        stack = Stack.of(self)
         self.log_group = log_group(self, "Logs", config)
         # No managed policy (AWSLambdaBasicExecutionRole would allow any log group): writes
         # to its own log group only. Port permissions are added by the stack.
@@ -119,13 +118,6 @@ class PastureFunction(Construct):
             "Python 3.12 is the runtime Pasture is built and tested for (the layers are"
             " built for cp312); moving to a newer runtime is a deliberate upgrade.",
         )
-        suppress(
-            self.role,
-            "AwsSolutions-IAM5",
-            "Log streams are created by Lambda with generated names inside this function's"
-            " own log group.",
-            applies_to=[f"Resource::<{stack.get_logical_id(_cfn(self.log_group))}.Arn>:*"],
-        )
         if config.tracing:
             suppress(
                 self.role,
@@ -136,12 +128,6 @@ class PastureFunction(Construct):
 
     def grant(self, actions: list[str], resources: list[str]) -> None:
         self.role.add_to_policy(iam.PolicyStatement(actions=actions, resources=resources))
-
-
-def _cfn(construct: Construct) -> object:
-    child = construct.node.default_child
-    assert child is not None
-    return child
 
 
 _RETENTION = {

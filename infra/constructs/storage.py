@@ -24,21 +24,29 @@ class Storage(Construct):
 
         # Server access logs of the data bucket. Logs are not user data: they go with the stack
         # unless retained, and expire.
-        self.access_logs = s3.Bucket(
-            self,
+        def private_bucket(cid: str, **props: object) -> s3.Bucket:
+            # Both buckets: no public access, SSE-S3 (encrypted at rest with no per-key monthly
+            # charge; PASTURE_KMS_KEY_ID switches the adapter to SSE-KMS), TLS only.
+            return s3.Bucket(
+                self,
+                cid,
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                encryption=s3.BucketEncryption.S3_MANAGED,
+                enforce_ssl=True,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+                removal_policy=removal,
+                auto_delete_objects=not retain,
+                **props,
+            )
+
+        self.access_logs = private_bucket(
             "AccessLogs",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     expiration=Duration.days(config.log_retention_days),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
                 )
             ],
-            removal_policy=removal,
-            auto_delete_objects=not retain,
         )
         suppress(
             self.access_logs,
@@ -46,15 +54,8 @@ class Storage(Construct):
             "This is the access-log bucket itself; logging it into itself would loop.",
         )
 
-        self.bucket = s3.Bucket(
-            self,
+        self.bucket = private_bucket(
             "Data",
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            # SSE-S3: encrypted at rest with no per-key monthly charge (a KMS key is $1/month
-            # and a KMS call per request); PASTURE_KMS_KEY_ID switches the adapter to SSE-KMS.
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            enforce_ssl=True,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="data/",
             lifecycle_rules=[
@@ -69,8 +70,6 @@ class Storage(Construct):
                     expiration=Duration.days(7),
                 ),
             ],
-            removal_policy=removal,
-            auto_delete_objects=not retain,
         )
 
         # Key schema and TTL attribute as `dynamodb_records.create_table` makes them.
